@@ -1,0 +1,34 @@
+# Two commands on a fresh machine:  `make serve` runs the service, `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+# PyPI's Linux torch is the multi-GB CUDA build: without an NVIDIA GPU take the CPU wheel.
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
+
+.PHONY: install serve test lint bench bench-service
+
+$(BIN)/tinytrain: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/tinytrain
+
+serve: install
+	$(BIN)/tinytrain serve
+
+test: install lint
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+bench: install
+	$(BIN)/python -m benchmarks.engine
+
+bench-service: install
+	$(BIN)/python -m benchmarks.service

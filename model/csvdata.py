@@ -1,0 +1,40 @@
+"""Points from CSV text: two numeric columns x,y, one point a line, an optional header row."""
+
+import csv
+import io
+import math
+
+from model.config import TrainingInputError
+
+
+class CsvError(TrainingInputError):
+    """A line of the CSV text is not a point; the message names the line."""
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_points(text: str) -> tuple[list[float], list[float]]:
+    """(x, y) from CSV text; blank lines are skipped, the first line may be a header."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        values = [_number(cell) for cell in row]
+        if lineno == 1 and len(row) == 2 and None in values:
+            continue  # a header row such as "x,y"
+        x, y = values if len(values) == 2 else (None, None)
+        if x is None or y is None:
+            raise CsvError(f"line {lineno}: expected two numbers x,y, got {','.join(row)[:80]!r}")
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise CsvError(f"line {lineno}: x and y must be finite numbers, got {','.join(row)[:80]!r}")
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise CsvError("the CSV text has no points")
+    return xs, ys

@@ -1,0 +1,1 @@
+"""The `tinytrain` command: serve, worker, train, keys, db."""

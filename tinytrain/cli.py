@@ -1,0 +1,68 @@
+"""The `tinytrain` console script: one command per process kind (architecture.md)."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from tqdm import tqdm
+
+import model
+from model.config import Device, Dtype
+from model.csvdata import parse_points
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="tinytrain: training as a service.")
+
+
+@app.callback()
+def main() -> None:
+    """Training as a service for a 1-2-1 network: serve, worker, train, keys, db."""
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="CSV file: two numeric columns x,y, optional header row.")],
+    learning_rate: float = 0.1,
+    batch_size: int = 32,
+    epochs: int = 100,
+    seed: int = 0,
+    no_shuffle: Annotated[bool, typer.Option("--no-shuffle", help="Keep the stored order.")] = False,
+    drop_last: Annotated[bool, typer.Option("--drop-last", help="Skip each epoch's last, smaller batch.")] = False,
+    validation_fraction: float = 0.0,
+    dtype: Annotated[Dtype, typer.Option(help="Floating-point type of the computation.")] = "float32",
+    device: Annotated[Device, typer.Option(help="auto: cuda where available.")] = "auto",
+    init: Annotated[str | None, typer.Option(help="The seven initial parameters as a JSON object.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the Result object, as JSON.")] = False,
+) -> None:
+    """Train locally, with no server, and print the seven parameters and the final loss."""
+    try:
+        x, y = parse_points(data.read_text())
+        initial = json.loads(init) if init is not None else None
+        if initial is not None and not isinstance(initial, dict):
+            raise model.TrainingInputError("--init must be a JSON object of the seven parameters")
+        config = model.TrainConfig(
+            learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, shuffle=not no_shuffle,
+            drop_last=drop_last, validation_fraction=validation_fraction, initial_parameters=initial,
+            dtype=dtype, device=device,
+        )  # fmt: skip
+        with tqdm(total=epochs, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                bar.update(epoch - bar.n)
+                bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
+
+            result = model.train(x, y, config, on_epoch=on_epoch)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, model.TrainingInputError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(dataclasses.asdict(result)))
+        return
+    for name, value in result.parameters.items():
+        typer.echo(f"{name:>4} = {value:.10g}")
+    typer.echo(f"final loss = {result.final_loss:.10g} after {result.epochs_completed} epochs ({result.device})")
+    if result.diverged:
+        typer.echo("the loss became non-finite: these are the last finite parameters", err=True)
+        raise typer.Exit(1)
