@@ -1,8 +1,8 @@
 """The CUDA engine: the same steps as kernels.run_epochs, as torch operations on the GPU.
 
 Correct first: one step is a handful of kernel launches (a fused kernel is a later issue).
-The batch order comes from the same CPU shuffle as the CPU engine, so a seed gives the same
-batches on every device. Runs on any torch device, which is how CPU-only machines test it.
+The batch order comes from the CPU engine's shuffle, so a seed gives the same batches on
+every device. Runs on any torch device, which is how CPU-only machines test it.
 """
 
 import numpy as np
@@ -52,9 +52,9 @@ class CudaEngine:
         while int(state[kernels.EPOCH]) < c.epochs:
             offset = int(state[kernels.OFFSET])
             if offset == 0 and c.shuffle:
-                kernels.shuffle(run.idx, run.rng)
-                perm = torch.from_numpy(run.idx).to(self.device)
-                self.xs, self.ys = self.x[perm], self.y[perm]
+                # The CPU engine's own shuffle, uploaded: the same batch order on every device.
+                kernels.shuffle(run.xs, run.ys, run.rng)
+                self.xs, self.ys = torch.from_numpy(run.xs).to(self.device), torch.from_numpy(run.ys).to(self.device)
             batches = max(1, (sample_budget - done) // c.batch_size)
             end = min(stop, offset + batches * c.batch_size)
             for s in range(offset, end, c.batch_size):

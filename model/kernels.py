@@ -47,10 +47,10 @@ def _exp_constants(dtype: type) -> tuple[object, ...]:
     """Per-dtype constants of exp(r) = 2^k * e^f, f = r - k ln 2, |f| <= ln(2)/2."""
     if dtype is np.float32:
         # e^-104 is below the smallest float32 subnormal; degree 7 gives ~1 ulp.
-        lo, ln2_hi, ln2_lo, mant, bias, degree = -104.0, 0.693359375, -2.12194440e-4, 23, 127, 7
+        lo, ln2_hi, ln2_lo, mant, bias, degree = -104.0, 0.693359375, -2.12194440e-4, np.int32(23), np.int32(127), 7
     else:
         lo, ln2_hi, ln2_lo = -746.0, 6.93147180369123816490e-01, 1.90821492927058770002e-10
-        mant, bias, degree = 52, 1023, 13
+        mant, bias, degree = np.int64(52), np.int64(1023), 13
     coeffs = tuple(dtype(1.0 / math.factorial(i)) for i in range(degree, -1, -1))
     return (
         dtype(lo),
@@ -80,6 +80,8 @@ def _sigmoid_impl(z):
     dtype = np.float32 if z == types.float32 else np.float64
     lo, log2e, ln2_hi, ln2_lo, coeffs, mant, bias, half, one = _exp_constants(dtype)
     first, rest = coeffs[0], coeffs[1:]
+    int_t = type(bias)
+    one_i = int_t(1)
 
     def impl(z):
         # exp(-|z|) only: it never overflows; NaN maps to the clamp and is caught by the caller.
@@ -91,8 +93,8 @@ def _sigmoid_impl(z):
         for c in literal_unroll(rest):  # Horner, unrolled at compile time
             p = p * f + c
         # 2^k as two normal factors, so results below the smallest normal underflow gradually.
-        ki = np.int64(k)
-        k1 = ki >> 1
+        ki = int_t(k)
+        k1 = ki >> one_i
         t = p * _bits_as_float((k1 + bias) << mant, r) * _bits_as_float((ki - k1 + bias) << mant, r)
         inv = one / (one + t)
         return (inv if z >= 0 else t * inv), t * inv * inv
@@ -142,18 +144,16 @@ def _sgd_steps(xs, ys, start, stop, batch_size, theta, lr):
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy")
 def mse(x, y, theta):
-    """Mean squared error over all points, summed in float64 blocks of float32/64 partials."""
+    """Mean squared error over all points, the squares summed in float64."""
     w11, w12, b11, b12, w21, w22, b2 = theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6]
-    T = x.dtype.type
     total = 0.0
-    n = x.shape[0]
-    for s in range(0, n, 1024):
-        part = T(0)
-        for i in range(s, min(s + 1024, n)):
-            r = w21 * sigmoid(w11 * x[i] + b11)[0] + w22 * sigmoid(w12 * x[i] + b12)[0] + b2 - y[i]
-            part += r * r
-        total += part
-    return total / n
+    for i in range(x.shape[0]):
+        r = np.float64(w21 * sigmoid(w11 * x[i] + b11)[0] + w22 * sigmoid(w12 * x[i] + b12)[0] + b2 - y[i])
+        total += r * r
+    return total / x.shape[0]
+
+
+_LOW32 = np.uint64(0xFFFFFFFF)
 
 
 @njit(cache=True, error_model="numpy")
@@ -166,19 +166,31 @@ def _splitmix64(rng):
 
 
 @njit(cache=True, error_model="numpy")
-def shuffle(idx, rng):
-    """Fisher-Yates shuffle of idx in place; rng is a one-element uint64 splitmix64 state.
+def _below(word, bound, rng):
+    """A uniform integer in [0, bound) from a uniform 32-bit word (Lemire's method, unbiased)."""
+    m = word * bound
+    if (m & _LOW32) < bound:
+        threshold = (np.uint64(1 << 32) - bound) % bound
+        while (m & _LOW32) < threshold:
+            m = (_splitmix64(rng) >> np.uint64(32)) * bound
+    return m >> np.uint64(32)
 
-    Lemire's unbiased bounded draw on 32-bit words (so len(idx) < 2**32)."""
-    for i in range(idx.shape[0] - 1, 0, -1):
-        bound = np.uint64(i + 1)
-        m = (_splitmix64(rng) >> np.uint64(32)) * bound
-        if (m & np.uint64(0xFFFFFFFF)) < bound:
-            threshold = (np.uint64(1 << 32) - bound) % bound
-            while (m & np.uint64(0xFFFFFFFF)) < threshold:
-                m = (_splitmix64(rng) >> np.uint64(32)) * bound
-        j = m >> np.uint64(32)
-        idx[i], idx[j] = idx[j], idx[i]
+
+@njit(cache=True, error_model="numpy")
+def shuffle(xs, ys, rng):
+    """Fisher-Yates shuffle of the pairs (xs[i], ys[i]) in place; rng: [1] uint64 splitmix64 state.
+
+    Permuting the data itself saves a gather pass; each 64-bit draw gives two 32-bit ones
+    (so len(xs) < 2**32)."""
+    i = xs.shape[0] - 1
+    while i > 0:
+        word = _splitmix64(rng)
+        for half in (word >> np.uint64(32), word & _LOW32):
+            if i > 0:
+                j = _below(half, np.uint64(i + 1), rng)
+                xs[i], xs[j] = xs[j], xs[i]
+                ys[i], ys[j] = ys[j], ys[i]
+                i -= 1
 
 
 @njit(cache=True, error_model="numpy")
@@ -208,7 +220,6 @@ def run_epochs(
     yv,
     xs,
     ys,
-    idx,
     rng,
     theta,
     last_good,
@@ -227,8 +238,8 @@ def run_epochs(
     """Train until `epochs` are done, early stopping, divergence or about sample_budget samples.
 
     x, y: training points in their stored order (the loss is taken over them);
-    xs, ys: scratch for the epoch's permuted copy (may be x, y themselves when not shuffling);
-    idx: the permutation, reshuffled each epoch from the previous one;
+    xs, ys: the points in batch order: a copy reshuffled in place each epoch (x, y themselves
+    when not shuffling);
     xv, yv: validation points (may be empty); theta: [7] in and out; last_good: [7], the
     parameters after the last finite epoch; losses/val_losses: [epochs] float64, filled per epoch.
     Resumable: state[EPOCH], state[OFFSET] say where the next call starts (mid-epoch too).
@@ -241,10 +252,7 @@ def run_epochs(
     while int(state[EPOCH]) < epochs:
         offset = int(state[OFFSET])
         if offset == 0 and shuffle_each_epoch:
-            shuffle(idx, rng)
-            for i in range(n):
-                xs[i] = x[idx[i]]
-                ys[i] = y[idx[i]]
+            shuffle(xs, ys, rng)
         # Whole batches until the budget is spent; at least one, so every call progresses.
         batches = max(1, (sample_budget - done) // batch_size)
         end = min(stop, offset + batches * batch_size)

@@ -155,9 +155,8 @@ class Run:
         self.config = config
         self.theta, self.last_good = theta, theta.copy()
         self.rng = order_seed
-        self.idx = np.arange(x.shape[0], dtype=np.int64)
-        # Without shuffling the stored order is the batch order: no permuted copy needed.
-        self.xs, self.ys = (np.empty_like(x), np.empty_like(y)) if config.shuffle else (x, y)
+        # The points in batch order; without shuffling the stored order is the batch order.
+        self.xs, self.ys = (x.copy(), y.copy()) if config.shuffle else (x, y)
         self.state = np.zeros(kernels.STATE_SIZE)
         self.state[kernels.BEST] = math.inf
         self.losses = np.zeros(config.epochs)
@@ -176,7 +175,6 @@ class Run:
                 self.yv,
                 self.xs,
                 self.ys,
-                self.idx,
                 self.rng,
                 self.theta,
                 self.last_good,
