@@ -12,6 +12,7 @@ divergence is seen.
 """
 
 import math
+from typing import Any
 
 import numpy as np
 from llvmlite import ir
@@ -45,12 +46,14 @@ def _bits_as_float(typingctx, bits, like):
 
 def _exp_constants(dtype: type) -> tuple[object, ...]:
     """Per-dtype constants of exp(r) = 2^k * e^f, f = r - k ln 2, |f| <= ln(2)/2."""
+    # Integer work in the float's own width (int32 for float32) keeps the vector lanes full.
+    int_t: type[np.signedinteger[Any]]
     if dtype is np.float32:
         # e^-104 is below the smallest float32 subnormal; degree 7 gives ~1 ulp.
-        lo, ln2_hi, ln2_lo, mant, bias, degree = -104.0, 0.693359375, -2.12194440e-4, np.int32(23), np.int32(127), 7
+        lo, ln2_hi, ln2_lo, int_t, mant, bias, degree = -104.0, 0.693359375, -2.12194440e-4, np.int32, 23, 127, 7
     else:
         lo, ln2_hi, ln2_lo = -746.0, 6.93147180369123816490e-01, 1.90821492927058770002e-10
-        mant, bias, degree = np.int64(52), np.int64(1023), 13
+        int_t, mant, bias, degree = np.int64, 52, 1023, 13
     coeffs = tuple(dtype(1.0 / math.factorial(i)) for i in range(degree, -1, -1))
     return (
         dtype(lo),
@@ -58,8 +61,8 @@ def _exp_constants(dtype: type) -> tuple[object, ...]:
         dtype(ln2_hi),
         dtype(ln2_lo),
         coeffs,
-        mant,
-        bias,
+        int_t(mant),
+        int_t(bias),
         dtype(0.5),
         dtype(1.0),
     )
