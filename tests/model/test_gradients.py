@@ -37,9 +37,10 @@ def autograd_gradient(x: Array, y: Array, theta: Array) -> tuple[Array, Array, A
         g = 2 / len(x) * (tt[4] * sigmoid(tt[0] * xt + tt[2]) + tt[5] * sigmoid(tt[1] * xt + tt[3]) + tt[6] - yt)
         reach = torch.stack([(g * tt[4] * xt).abs().sum(), (g * tt[5] * xt).abs().sum(),
                              (g * tt[4]).abs().sum(), (g * tt[5]).abs().sum()])  # fmt: skip
-    tiny = torch.zeros(7, dtype=torch.float64)
-    tiny[:4] = 4 * np.finfo(np.float64).tiny * reach
-    return jac.sum(0).numpy(), jac.abs().sum(0).numpy(), tiny.numpy()
+    # Below the smallest normal float every value counts as zero, also after x amplified it.
+    floor = torch.full((7,), np.finfo(np.float64).tiny, dtype=torch.float64)
+    floor[:4] += 4 * np.finfo(np.float64).tiny * reach
+    return jac.sum(0).numpy(), jac.abs().sum(0).numpy(), floor.numpy()
 
 
 def engine_gradient(x: Array, y: Array, theta: Array, dtype: type = np.float64) -> Array:
