@@ -208,7 +208,8 @@ class Run:
             t0 = time.perf_counter()
             status = engine(budget)
             elapsed = time.perf_counter() - t0
-            budget = int(min(max(budget * _CALL_SECONDS / max(elapsed, 1e-6), 1024), 1 << 26))
+            # Grow at most 2x a call: one fast call must not make the next one overshoot.
+            budget = int(min(budget * 2, max(budget * _CALL_SECONDS / max(elapsed, 1e-6), 1024)))
             done = int(self.state[kernels.EPOCH])
             if on_epoch is not None:
                 for e in range(reported, done):

@@ -37,9 +37,9 @@ def autograd_gradient(x: Array, y: Array, theta: Array) -> tuple[Array, Array, A
         g = 2 / len(x) * (tt[4] * sigmoid(tt[0] * xt + tt[2]) + tt[5] * sigmoid(tt[1] * xt + tt[3]) + tt[6] - yt)
         reach = torch.stack([(g * tt[4] * xt).abs().sum(), (g * tt[5] * xt).abs().sum(),
                              (g * tt[4]).abs().sum(), (g * tt[5]).abs().sum()])  # fmt: skip
-    # Below the smallest normal float every value counts as zero, also after x amplified it.
-    floor = torch.full((7,), np.finfo(np.float64).tiny, dtype=torch.float64)
-    floor[:4] += 4 * np.finfo(np.float64).tiny * reach
+    # Values near the subnormal range (below 2^-1000) count as zero, also after x amplified them.
+    floor = torch.full((7,), 2.0**-1000, dtype=torch.float64)
+    floor[:4] += 2.0**-1000 * reach
     return jac.sum(0).numpy(), jac.abs().sum(0).numpy(), floor.numpy()
 
 
