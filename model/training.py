@@ -5,6 +5,7 @@ steps as torch operations. Both take the same resumable arguments, so this one d
 them progress callbacks, the stop check and the result.
 """
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -66,8 +67,9 @@ def _check_config(config: TrainConfig) -> None:
             raise TrainingInputError("initial_parameters must be finite numbers")
 
 
+@functools.cache
 def cuda_available() -> bool:
-    """True when torch sees a CUDA device."""
+    """True when torch sees a CUDA device (asked once per process)."""
     import torch  # noqa: PLC0415  (torch is only needed for CUDA; CPU runs do not pay its import)
 
     return bool(torch.cuda.is_available())
@@ -101,6 +103,16 @@ def train(
     return run.drive(run.run_epochs_cpu, "cpu", on_epoch, should_stop)
 
 
+def split_sizes(n: int, validation_fraction: float, batch_size: int) -> tuple[int, int]:
+    """(training points, validation points) of n; TrainingInputError if batch_size does not fit."""
+    n_val = round(n * validation_fraction)
+    if validation_fraction > 0 and n_val == 0:
+        raise TrainingInputError(f"validation_fraction {validation_fraction} of {n} points is no point")
+    if batch_size > n - n_val:
+        raise TrainingInputError(f"batch_size {batch_size} is larger than the {n - n_val} training points")
+    return n - n_val, n_val
+
+
 def prepare(x: Sequence[float] | npt.ArrayLike, y: Sequence[float] | npt.ArrayLike, config: TrainConfig) -> "Run":
     """Validate and lay out a run: data split and cast, initial parameters, batch-order seed."""
     _check_config(config)
@@ -116,15 +128,10 @@ def prepare(x: Sequence[float] | npt.ArrayLike, y: Sequence[float] | npt.ArrayLi
     theta0 = initial_parameters(rng)
     if config.initial_parameters is not None:
         theta0 = np.array([config.initial_parameters[k] for k in PARAMETER_NAMES])
-    n_val = round(n * config.validation_fraction)
-    if config.validation_fraction > 0 and n_val == 0:
-        raise TrainingInputError(f"validation_fraction {config.validation_fraction} of {n} points is no point")
+    n_train, n_val = split_sizes(n, config.validation_fraction, config.batch_size)
     is_val = np.zeros(n, dtype=bool)
     is_val[rng.permutation(n)[:n_val]] = True
     order_seed = np.array([rng.integers(2**63)], dtype=np.uint64)
-    n_train = n - n_val
-    if config.batch_size > n_train:
-        raise TrainingInputError(f"batch_size {config.batch_size} is larger than the {n_train} training points")
 
     dtype = np.dtype(config.dtype)
     return Run(

@@ -10,10 +10,17 @@ import typer
 from tqdm import tqdm
 
 import model
+from jobs import keys, migrate
+from jobs.db import session_scope
+from jobs.settings import Settings, get_settings
 from model.config import Device, Dtype
 from model.csvdata import parse_points
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tinytrain: training as a service.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
+db_app = typer.Typer(no_args_is_help=True, help="The job database.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 
 
 @app.callback()
@@ -66,3 +73,62 @@ def train(
     if result.diverged:
         typer.echo("the loss became non-finite: these are the last finite parameters", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the HTTP API with its executor (TINYTRAIN_EXECUTOR); migrates the database first."""
+    import uvicorn  # noqa: PLC0415
+
+    from api.app import create_app  # noqa: PLC0415
+    from worker.executor import make_executor  # noqa: PLC0415
+
+    settings = _migrated()
+    with session_scope() as session:
+        if not keys.any_key(session=session):
+            key = keys.create(session=session, owner="default")
+            typer.echo(f"No API key existed, so one was made for owner 'default' (it is shown only now):\n{key}")
+    uvicorn.run(create_app(make_executor(settings)), host=host, port=port, log_level="info")
+
+
+@keys_app.command("create")
+def keys_create(owner: Annotated[str, typer.Option(help="Who the key's datasets and jobs belong to.")]) -> None:
+    """Make a key for OWNER and print it alone on stdout (only its hash is stored)."""
+    _migrated()
+    with session_scope() as session:
+        typer.echo(keys.create(session=session, owner=owner))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key's prefix, owner, creation time and revocation time (never the key)."""
+    _migrated()
+    with session_scope() as session:
+        for k in keys.list_keys(session=session):
+            revoked = f"revoked {k.revoked_at:%Y-%m-%dT%H:%M:%SZ}" if k.revoked_at else "active"
+            typer.echo(f"{k.prefix}  {k.owner}  created {k.created_at:%Y-%m-%dT%H:%M:%SZ}  {revoked}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: Annotated[str, typer.Argument(help="The key's prefix as `keys list` shows it.")]) -> None:
+    """Revoke a key: requests with it are 401 from now on."""
+    _migrated()
+    with session_scope() as session:
+        count = keys.revoke(session=session, prefix=prefix)
+    if count == 0:
+        typer.echo(f"error: no active key starts with {prefix}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {count} key(s)")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (serve does this itself on start)."""
+    settings = _migrated()
+    typer.echo(f"database at the newest schema: {settings.database_url.split('@')[-1]}")
+
+
+def _migrated() -> Settings:
+    settings = get_settings()
+    migrate.upgrade(settings.database_url)
+    return settings

@@ -1,0 +1,53 @@
+"""The FastAPI app: routes under /v1, docs served without a CDN, limits, error mapping."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi_offline import FastAPIOffline
+
+from api import errors
+from api.deps import current_owner
+from api.limits import BodySizeLimit
+from api.routes import datasets, jobs, service
+from jobs import db, lifecycle
+from jobs.settings import get_settings
+from worker.executor import Executor
+from worker.reaper import Reaper
+
+DESCRIPTION = """Send (x, y) points and hyperparameters; workers train a 1-2-1 network
+(one input, two sigmoid hidden units, one linear output) by mini-batch gradient descent and
+return the seven parameters w11, w12, b11, b12, w21, w22, b2 with the loss history.
+
+Every `/v1` route needs `Authorization: Bearer <api key>`."""
+
+
+def create_app(executor: Executor) -> FastAPI:
+    """The app, dispatching through executor (started, recovered and reaped with the app)."""
+    settings = get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        executor.start()
+        with db.session_scope() as session:
+            backlog = lifecycle.queued(session=session)
+        for job_id, queue in backlog:  # queued before a restart: their dispatch may be lost
+            executor.dispatch(job_id, queue)
+        reaper = Reaper(executor.dispatch, interval=min(settings.lease_seconds / 2, 5.0))
+        reaper.start()
+        yield
+        reaper.stop()
+        executor.shutdown()
+
+    app = FastAPIOffline(title="tinytrain", version="1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.executor = executor
+    v1 = APIRouter(
+        prefix="/v1", dependencies=[Depends(current_owner)], responses={401: {"description": "No or bad API key."}}
+    )
+    v1.include_router(datasets.router)
+    v1.include_router(jobs.router)
+    app.include_router(v1)
+    app.include_router(service.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    errors.install(app)
+    return app

@@ -1,0 +1,117 @@
+"""/v1/datasets: upload (JSON or CSV), read, list, delete."""
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from api import schemas
+from api.deps import DatasetDep, OwnerDep, SessionDep
+from api.errors import invalid
+from api.routes.jobs import decode_cursor, encode_cursor
+from jobs import datasets, tables
+from jobs.db import session_scope
+from jobs.settings import get_settings
+from model.csvdata import CsvError, parse_points
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+
+_UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": schemas.DatasetIn.model_json_schema()},
+        "text/csv": {"schema": {"type": "string"}, "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n"},
+    },
+}
+
+
+def dataset_out(d: tables.Dataset) -> dict[str, Any]:
+    return {"id": d.id, "name": d.name, "n_points": d.n_points, "x_min": d.x_min, "x_max": d.x_max,
+            "y_min": d.y_min, "y_max": d.y_max, "sha256": d.sha256, "created_at": d.created_at}  # fmt: skip
+
+
+def _parse(body: bytes, content_type: str) -> tuple[list[float], list[float], str | None]:
+    """(x, y, name) from a JSON or CSV body; 400, 415 or 422 naming the problem."""
+    if content_type == "text/csv":
+        try:
+            x, y = parse_points(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, "the CSV body is not UTF-8 text") from exc
+        except CsvError as exc:
+            raise invalid(("body",), str(exc)) from exc
+        return x, y, None
+    if content_type != "application/json":
+        raise HTTPException(415, "send application/json or text/csv")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(400, "the request body is not valid JSON") from exc
+    try:
+        parsed = schemas.DatasetIn.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+    return parsed.x, parsed.y, parsed.name
+
+
+def _store(owner: str, body: bytes, content_type: str, idempotency_key: str | None) -> tuple[tables.Dataset, bool]:
+    x, y, name = _parse(body, content_type)
+    limit = get_settings().max_points
+    if len(x) > limit:
+        raise invalid(("body", "x"), f"at most {limit} points")
+    row = datasets.build(owner=owner, x=np.array(x), y=np.array(y), name=name, idempotency_key=idempotency_key,
+                         request_hash=hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest())  # fmt: skip
+    with session_scope() as session:
+        return datasets.create(session=session, dataset=row)
+
+
+@router.post("", status_code=201, response_model=schemas.Dataset, openapi_extra={"requestBody": _UPLOAD_BODY},
+             responses={200: {"model": schemas.Dataset, "description": "The dataset an earlier request with this "
+                                                                       "Idempotency-Key created."}})  # fmt: skip
+async def upload_dataset(
+    request: Request,
+    response: Response,
+    owner: OwnerDep,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> dict[str, Any]:
+    """Store points: JSON {"x": [...], "y": [...], "name": ...} or CSV (x,y per line, optional header)."""
+    body = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    dataset, created = await run_in_threadpool(_store, owner, body, content_type, idempotency_key)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/datasets/{dataset.id}"
+    return dataset_out(dataset)
+
+
+@router.get("", response_model=schemas.Page[schemas.Dataset])
+def list_datasets(
+    owner: OwnerDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: str | None = None
+) -> dict[str, Any]:
+    """The owner's datasets, newest first; pass next_cursor to get the next page."""
+    query = select(tables.Dataset).where(tables.Dataset.owner == owner).order_by(tables.Dataset.seq.desc())
+    if cursor is not None:
+        query = query.where(tables.Dataset.seq < decode_cursor(cursor))
+    rows = list(session.scalars(query.limit(limit + 1)))
+    more = len(rows) > limit
+    return {
+        "items": [dataset_out(d) for d in rows[:limit]],
+        "next_cursor": encode_cursor(rows[limit - 1].seq) if more else None,
+    }
+
+
+@router.get("/{dataset_id}", response_model=schemas.Dataset)
+def get_dataset(dataset: DatasetDep) -> dict[str, Any]:
+    return dataset_out(dataset)
+
+
+@router.delete("/{dataset_id}", status_code=204)
+def delete_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep) -> Response:
+    """Delete a dataset; 409 while a queued or running job uses it."""
+    datasets.remove(session=session, owner=owner, dataset_id=dataset_id)
+    return Response(status_code=204)

@@ -1,0 +1,161 @@
+"""/v1/jobs: submit, read, list, cancel, result, predict."""
+
+import base64
+import hashlib
+import math
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import select
+
+import model
+from api import schemas
+from api.deps import ExecutorDep, JobDep, OwnerDep, SessionDep
+from api.errors import invalid
+from jobs import datasets, lifecycle, tables
+from jobs.errors import Conflict
+from jobs.settings import get_settings
+from model.training import split_sizes
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}  # the Celery queue of each device choice
+
+
+def job_summary(job: tables.Job) -> dict[str, Any]:
+    return {
+        "id": job.id, "name": job.name, "status": job.status, "dataset_id": job.dataset_id,
+        "hyperparameters": job.hyperparameters, "max_runtime_seconds": job.max_runtime_seconds,
+        "progress": {"epochs_completed": job.epochs_completed, "epochs": job.hyperparameters["epochs"],
+                     "last_loss": job.last_loss},
+        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
+        "device": job.device, "attempts": job.attempts,
+        "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
+    }  # fmt: skip
+
+
+def job_out(job: tables.Job) -> dict[str, Any]:
+    return {**job_summary(job), "result": job.result}
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The seq a cursor stands for; 422 for anything that is not a cursor we made."""
+    try:
+        kind, _, seq = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "seq" and seq.isdigit():
+            return int(seq)
+    except ValueError:
+        pass
+    raise invalid(("query", "cursor"), "not a cursor from a previous page")
+
+
+@router.post("", status_code=202, response_model=schemas.Job,
+             responses={200: {"model": schemas.Job, "description": "The job an earlier request with this "
+                                                                   "Idempotency-Key created."}})  # fmt: skip
+def submit_job(
+    body: schemas.JobIn,
+    owner: OwnerDep,
+    session: SessionDep,
+    executor: ExecutorDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> dict[str, Any]:
+    """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset)."""
+    settings = get_settings()
+    hp = body.hyperparameters
+    if hp.epochs > settings.max_epochs:
+        raise invalid(("body", "hyperparameters", "epochs"), f"at most {settings.max_epochs} epochs")
+    if hp.device == "cuda" and not executor.has_cuda:
+        raise invalid(("body", "hyperparameters", "device"), "no worker of this service has a CUDA device")
+    inline = None
+    if body.dataset is not None:
+        if len(body.dataset.x) > settings.max_points:
+            raise invalid(("body", "dataset", "x"), f"at most {settings.max_points} points")
+        inline = datasets.build(owner=owner, x=np.array(body.dataset.x), y=np.array(body.dataset.y), name=body.name)
+        n_points, dataset_id = inline.n_points, inline.id
+    else:
+        assert body.dataset_id is not None
+        stored = datasets.get(session=session, owner=owner, dataset_id=body.dataset_id)
+        n_points, dataset_id = stored.n_points, stored.id
+    try:
+        split_sizes(n_points, hp.validation_fraction, hp.batch_size)
+    except model.TrainingInputError as exc:
+        field = "batch_size" if "batch_size" in str(exc) else "validation_fraction"
+        raise invalid(("body", "hyperparameters", field), str(exc)) from exc
+    job, created = lifecycle.submit(
+        session=session,
+        job=tables.Job(
+            id=lifecycle.new_id("job"), owner=owner, name=body.name, status=lifecycle.QUEUED, dataset_id=dataset_id,
+            hyperparameters=hp.model_dump(), max_runtime_seconds=body.max_runtime_seconds, queue=QUEUES[hp.device],
+            attempts=0, cancel_requested=False, epochs_completed=0, idempotency_key=idempotency_key,
+            request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
+        ),
+        dataset=inline,
+    )  # fmt: skip
+    if created:
+        executor.dispatch(job.id, job.queue)
+    else:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job_out(job)
+
+
+@router.get("", response_model=schemas.Page[schemas.JobSummary])
+def list_jobs(
+    owner: OwnerDep,
+    session: SessionDep,
+    status: schemas.Status | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The owner's jobs, newest first; pass next_cursor to get the next page."""
+    query = select(tables.Job).where(tables.Job.owner == owner).order_by(tables.Job.seq.desc()).limit(limit + 1)
+    if status is not None:
+        query = query.where(tables.Job.status == status)
+    if cursor is not None:
+        query = query.where(tables.Job.seq < decode_cursor(cursor))
+    rows = list(session.scalars(query))
+    more = len(rows) > limit
+    return {
+        "items": [job_summary(j) for j in rows[:limit]],
+        "next_cursor": encode_cursor(rows[limit - 1].seq) if more else None,
+    }
+
+
+@router.get("/{job_id}", response_model=schemas.Job)
+def get_job(job: JobDep) -> dict[str, Any]:
+    """A job: status, progress, error and (partial) result."""
+    return job_out(job)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=schemas.Job)
+def cancel_job(job: JobDep, owner: OwnerDep, session: SessionDep) -> dict[str, Any]:
+    """A queued job never starts; a running one stops within a second and ends cancelled."""
+    return job_out(lifecycle.cancel(session=session, owner=owner, job_id=job.id))
+
+
+def _succeeded(job: tables.Job) -> dict[str, Any]:
+    if job.status != lifecycle.SUCCEEDED or job.result is None:
+        raise Conflict(f"job {job.id} is {job.status}: there is a result once it has succeeded")
+    return job.result
+
+
+@router.get("/{job_id}/result", response_model=schemas.Result)
+def get_result(job: JobDep) -> dict[str, Any]:
+    """The seven learned parameters and the loss history; 409 unless the job succeeded."""
+    return _succeeded(job)
+
+
+@router.post("/{job_id}/predict", response_model=schemas.PredictOut)
+def predict(job: JobDep, body: schemas.PredictIn) -> dict[str, Any]:
+    """The trained network's output for each x; 409 unless the job succeeded."""
+    limit = get_settings().max_predict_points
+    if len(body.x) > limit:
+        raise invalid(("body", "x"), f"at most {limit} values")
+    y = model.predict(_succeeded(job)["parameters"], body.x)
+    return {"y": [v if math.isfinite(v) else None for v in y]}

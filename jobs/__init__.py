@@ -1,0 +1,1 @@
+"""Settings, job records and their lifecycle: shared by api/ and worker/, importing neither."""

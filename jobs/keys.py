@@ -1,0 +1,55 @@
+"""API keys: shown once, stored only as a sha256 hash; each key names its owner."""
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from jobs.db import utcnow
+from jobs.tables import ApiKey
+
+
+def _hash(key: str) -> str:
+    # Keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create(*, session: Session, owner: str) -> str:
+    """A new key for owner; the only time the key itself exists outside its holder."""
+    key = "tt_" + secrets.token_urlsafe(32)
+    session.add(ApiKey(owner=owner, key_hash=_hash(key), prefix=key[:10]))
+    session.commit()
+    return key
+
+
+def owner_of(*, session: Session, key: str) -> str | None:
+    """The owner of a valid, unrevoked key, else None."""
+    digest = _hash(key)
+    row = session.execute(
+        select(ApiKey.owner, ApiKey.key_hash).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+    ).one_or_none()
+    return row.owner if row is not None and hmac.compare_digest(row.key_hash, digest) else None
+
+
+def any_key(*, session: Session) -> bool:
+    """True when at least one key exists."""
+    return session.scalar(select(ApiKey.id).limit(1)) is not None
+
+
+def list_keys(*, session: Session) -> list[ApiKey]:
+    """All keys, oldest first (their prefixes, never the keys)."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke(*, session: Session, prefix: str) -> int:
+    """Revoke the unrevoked keys starting with prefix; returns how many."""
+    revoked = session.execute(
+        update(ApiKey)
+        .where(ApiKey.prefix == prefix[:10], ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .returning(ApiKey.id)
+    ).all()
+    session.commit()
+    return len(revoked)

@@ -1,0 +1,29 @@
+"""All configuration, from TINYTRAIN_* environment variables (one class, read once)."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TINYTRAIN_", extra="ignore")
+
+    database_url: str = Field("sqlite:///tinytrain.db", description="SQLAlchemy URL of the job database.")
+    executor: Literal["local", "celery"] = Field("local", description="local: a process pool in serve; celery.")
+    broker_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the Celery broker.")
+    lease_seconds: float = Field(30.0, gt=0, description="A running job not heard from this long is re-run.")
+    max_attempts: int = Field(3, ge=1, description="Runs of a job before it fails with worker_lost.")
+    local_workers: int = Field(2, ge=1, description="Processes of the local executor's pool.")
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
+    max_points: int = Field(10_000_000, ge=1, description="Most points in one dataset.")
+    max_epochs: int = Field(1_000_000, ge=1, description="Most epochs of one job.")
+    max_predict_points: int = Field(100_000, ge=1, description="Most x values in one predict request.")
+    progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()

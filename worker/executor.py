@@ -1,0 +1,21 @@
+"""What `serve` dispatches jobs through: the local process pool or Celery (TINYTRAIN_EXECUTOR)."""
+
+from typing import Protocol
+
+from jobs.settings import Settings
+
+
+class Executor(Protocol):
+    has_cuda: bool  # whether a worker can take device=cuda jobs (local: known; Celery: assumed)
+
+    def start(self) -> None: ...
+    def dispatch(self, job_id: str, queue: str) -> None: ...
+    def ready(self) -> bool: ...
+    def shutdown(self) -> None: ...
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor TINYTRAIN_EXECUTOR names."""
+    from worker.local import LocalExecutor  # noqa: PLC0415  (spawns processes only when used)
+
+    return LocalExecutor(settings.local_workers)
