@@ -1,7 +1,6 @@
 """Domain errors to HTTP statuses, in one place; FastAPI's {"detail": ...} shape throughout."""
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
@@ -16,9 +15,12 @@ def invalid(loc: tuple[str | int, ...], message: str) -> RequestValidationError:
 
 
 async def _validation(request: Request, exc: RequestValidationError) -> Response:
-    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
         return JSONResponse({"detail": "the request body is not valid JSON"}, status_code=400)
-    return await request_validation_exception_handler(request, exc)
+    # Field, message and type; not the input, which may be huge or not even valid JSON (NaN).
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _status(code: int):  # type: ignore[no-untyped-def]

@@ -1,0 +1,151 @@
+"""The job store and lifecycle on both databases: every transition is one conditional UPDATE."""
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from jobs import datasets, keys, lifecycle, migrate
+from jobs.db import make_engine, utcnow
+from jobs.errors import Conflict, IdempotencyMismatch, NotFound
+from jobs.tables import Job
+
+
+@pytest.fixture
+def session_factory(database_url: str) -> Iterator[type[Session] | object]:
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    yield lambda: Session(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def new_job(session: Session, owner: str = "ann", key: str | None = None, request_hash: str = "h") -> Job:
+    dataset = datasets.build(owner=owner, x=np.array([0.0, 1.0, 2.0]), y=np.array([1.0, 0.0, 1.0]), name=None)
+    job = Job(id=lifecycle.new_id("job"), owner=owner, name=None, status=lifecycle.QUEUED, dataset_id=dataset.id,
+              hyperparameters={"epochs": 3}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
+              idempotency_key=key, request_hash=request_hash)  # fmt: skip
+    stored, created = lifecycle.submit(session=session, job=job, dataset=dataset)
+    return stored
+
+
+def test_migrations_create_the_schema_and_datasets_round_trip(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        x, y = np.linspace(-1, 1, 5), np.arange(5.0)
+        d, created = datasets.create(session=s, dataset=datasets.build(owner="ann", x=x, y=y, name="five"))
+        assert created and d.n_points == 5 and d.x_min == -1 and d.y_max == 4
+        loaded = datasets.load_points(session=s, dataset_id=d.id)
+        assert loaded is not None and np.array_equal(loaded[0], x) and np.array_equal(loaded[1], y)
+        with pytest.raises(NotFound):
+            datasets.get(session=s, owner="bob", dataset_id=d.id)
+
+
+def test_claim_heartbeat_finish_by_the_current_attempt_only(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        job = new_job(s)
+        first = lifecycle.claim(session=s, job_id=job.id, lease_seconds=30)
+        assert first is not None and first.attempt == 1
+        assert lifecycle.claim(session=s, job_id=job.id, lease_seconds=30) is None  # taken
+        assert lifecycle.heartbeat(session=s, job_id=job.id, attempt=1, lease_seconds=30, epochs_completed=1,
+                                   last_loss=0.5) is False  # fmt: skip
+        # The lease runs out: the reaper queues it again and attempt 2 claims it.
+        s.execute(update(Job).where(Job.id == job.id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        s.commit()
+        assert lifecycle.reap(session=s, max_attempts=3) == [(job.id, "train")]
+        second = lifecycle.claim(session=s, job_id=job.id, lease_seconds=30)
+        assert second is not None and second.attempt == 2
+        # The stale attempt 1 wakes up: it can neither report nor finish.
+        assert lifecycle.heartbeat(session=s, job_id=job.id, attempt=1, lease_seconds=30, epochs_completed=3,
+                                   last_loss=0.1) is None  # fmt: skip
+
+        def finish(attempt: int, result: dict[str, bool]) -> bool:
+            return lifecycle.finish(session=s, job_id=job.id, attempt=attempt, status=lifecycle.SUCCEEDED,
+                                    result=result, epochs_completed=3, last_loss=0.1, device="cpu")  # fmt: skip
+
+        assert not finish(1, {"stale": True})
+        assert finish(2, {"fresh": True})
+        assert not finish(2, {"again": True})  # finished once
+        done = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
+        s.refresh(done)
+        assert (done.status, done.attempts, done.result) == (lifecycle.SUCCEEDED, 2, {"fresh": True})
+
+
+def test_reaper_fails_a_job_after_max_attempts(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        job = new_job(s)
+        for attempt in (1, 2, 3):
+            assert lifecycle.claim(session=s, job_id=job.id, lease_seconds=-1) is not None  # expired at once
+            requeued = lifecycle.reap(session=s, max_attempts=3)
+            assert requeued == ([(job.id, "train")] if attempt < 3 else [])
+        s.expire_all()
+        done = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
+        assert (done.status, done.error_code, done.attempts) == (lifecycle.FAILED, "worker_lost", 3)
+
+
+def test_cancel_queued_running_and_finished(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        queued = new_job(s)
+        assert lifecycle.cancel(session=s, owner="ann", job_id=queued.id).status == lifecycle.CANCELLED
+        assert lifecycle.claim(session=s, job_id=queued.id, lease_seconds=30) is None  # never starts
+        running = new_job(s)
+        lifecycle.claim(session=s, job_id=running.id, lease_seconds=30)
+        assert lifecycle.cancel(session=s, owner="ann", job_id=running.id).status == lifecycle.RUNNING
+        assert lifecycle.heartbeat(session=s, job_id=running.id, attempt=1, lease_seconds=30, epochs_completed=0,
+                                   last_loss=None) is True  # fmt: skip
+        with pytest.raises(Conflict, match="cancelled"):
+            lifecycle.cancel(session=s, owner="ann", job_id=queued.id)
+        with pytest.raises(NotFound):
+            lifecycle.cancel(session=s, owner="bob", job_id=running.id)
+
+
+def test_dataset_delete_is_refused_while_a_job_uses_it(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        job = new_job(s)
+        with pytest.raises(Conflict):
+            datasets.remove(session=s, owner="ann", dataset_id=job.dataset_id)
+        lifecycle.cancel(session=s, owner="ann", job_id=job.id)
+        datasets.remove(session=s, owner="ann", dataset_id=job.dataset_id)
+        assert datasets.load_points(session=s, dataset_id=job.dataset_id) is None
+
+
+def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_factory) -> None:  # type: ignore[no-untyped-def]
+    results: list[tuple[str, bool] | Exception] = []
+
+    def submit() -> None:
+        with session_factory() as s:
+            try:
+                dataset = datasets.build(owner="ann", x=np.array([0.0]), y=np.array([1.0]), name=None)
+                job = Job(id=lifecycle.new_id("job"), owner="ann", status=lifecycle.QUEUED, dataset_id=dataset.id,
+                          hyperparameters={}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
+                          idempotency_key="k1", request_hash="same")  # fmt: skip
+                stored, created = lifecycle.submit(session=s, job=job, dataset=dataset)
+                results.append((stored.id, created))
+            except Exception as exc:  # noqa: BLE001
+                results.append(exc)
+
+    threads = [threading.Thread(target=submit) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(isinstance(r, tuple) for r in results), results
+    ids = {r[0] for r in results if isinstance(r, tuple)}
+    assert len(ids) == 1 and sum(1 for r in results if isinstance(r, tuple) and r[1]) == 1
+    with session_factory() as s, pytest.raises(IdempotencyMismatch):
+        new_job(s, key="k1", request_hash="other")
+    with session_factory() as s:  # keys are per owner
+        assert new_job(s, owner="bob", key="k1").owner == "bob"
+
+
+def test_keys_are_stored_hashed_and_revocable(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        key = keys.create(session=s, owner="ann")
+        assert keys.owner_of(session=s, key=key) == "ann"
+        assert keys.owner_of(session=s, key=key + "x") is None
+        stored = keys.list_keys(session=s)
+        assert all(key not in (k.key_hash, k.prefix) for k in stored)
+        assert keys.revoke(session=s, prefix=key[:10]) == 1
+        assert keys.owner_of(session=s, key=key) is None
