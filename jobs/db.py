@@ -31,7 +31,9 @@ def utcnow() -> datetime:
 def make_engine(url: str) -> Engine:
     """An engine for url; SQLite gets WAL and a busy timeout, so api and workers can share the file."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # Pooled, not opened per request: a new SQLite connection costs a WAL lock.
+        args = {"check_same_thread": False, "timeout": 30}
+        engine = create_engine(url, connect_args=args, pool_size=16, max_overflow=16)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:

@@ -8,14 +8,12 @@ Only the current attempt (the attempts count it claimed) may write progress or a
 """
 
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.interfaces import ORMOption
 
 from jobs.db import utcnow
 from jobs.errors import Conflict, NotFound
@@ -31,9 +29,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def get_job(*, session: Session, owner: str, job_id: str, options: Sequence[ORMOption] = ()) -> Job:
+def get_job(*, session: Session, owner: str, job_id: str) -> Job:
     """The owner's job, or NotFound (also for another owner's job)."""
-    job = session.scalar(select(Job).where(Job.id == job_id, Job.owner == owner).options(*options))
+    job = session.scalar(select(Job).where(Job.id == job_id, Job.owner == owner))
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job

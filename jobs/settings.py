@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     max_points: int = Field(10_000_000, ge=1, description="Most points in one dataset.")
     max_epochs: int = Field(1_000_000, ge=1, description="Most epochs of one job.")
     max_predict_points: int = Field(100_000, ge=1, description="Most x values in one predict request.")
+    request_threads: int = Field(4, ge=1, description="Threads serving requests' database work.")
     progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")
 
 

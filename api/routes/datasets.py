@@ -106,7 +106,7 @@ def list_datasets(
 
 
 @router.get("/{dataset_id}", response_model=schemas.Dataset)
-def get_dataset(dataset: DatasetDep) -> dict[str, Any]:
+async def get_dataset(dataset: DatasetDep) -> dict[str, Any]:
     return dataset_out(dataset)
 
 

@@ -128,15 +128,15 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=schemas.Job)
-def get_job(job: JobDep) -> dict[str, Any]:
+async def get_job(job: JobDep) -> dict[str, Any]:
     """A job: status, progress, error and (partial) result."""
     return job_out(job)
 
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=schemas.Job)
-def cancel_job(job: JobDep, owner: OwnerDep, session: SessionDep) -> dict[str, Any]:
+def cancel_job(job: JobDep, session: SessionDep) -> dict[str, Any]:
     """A queued job never starts; a running one stops within a second and ends cancelled."""
-    return job_out(lifecycle.cancel(session=session, owner=owner, job_id=job.id))
+    return job_out(lifecycle.cancel(session=session, owner=job.owner, job_id=job.id))
 
 
 def _succeeded(job: tables.Job) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def _succeeded(job: tables.Job) -> dict[str, Any]:
 
 
 @router.get("/{job_id}/result", response_model=schemas.Result)
-def get_result(job: JobDep) -> dict[str, Any]:
+async def get_result(job: JobDep) -> dict[str, Any]:
     """The seven learned parameters and the loss history; 409 unless the job succeeded."""
     return _succeeded(job)
 

@@ -181,3 +181,13 @@ def test_wrong_state_is_409_and_idempotency_mismatch_is_422(client: httpx.Client
         done = client.get(f"/v1/jobs/{done['id']}").json()
     assert client.post(f"/v1/jobs/{done['id']}/cancel").status_code == 409
     assert client.post(f"/v1/jobs/{done['id']}/predict", json={"x": [1.0] * 51}).status_code == 422
+
+
+def test_every_v1_operation_needs_a_key(shared_server: Server) -> None:
+    spec = httpx.get(f"{shared_server.url}/openapi.json").json()
+    operations = [(m, p) for p, ops in spec["paths"].items() if p.startswith("/v1/") for m in ops]
+    assert len(operations) >= 10
+    for method, path in operations:
+        url = shared_server.url + path.replace("{job_id}", "job_x").replace("{dataset_id}", "ds_x")
+        r = httpx.request(method.upper(), url, json={})
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"] == "Bearer", (method, path, r.status_code)

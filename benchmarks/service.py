@@ -1,0 +1,163 @@
+"""Service benchmark: tiny-job latency and throughput, and job reads beside a bare FastAPI endpoint.
+
+    python -m benchmarks.service [--jobs N]
+
+Starts a real `tinytrain serve` (SQLite, local executor) and, for the read test, a bare FastAPI
+app under the same uvicorn, both on loopback. A tiny job is 1,000 points sent inline, 10 epochs.
+Reads are driven by wrk (Debian package `wrk`) when present, else by a Python client.
+"""
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, path: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def tiny_job(rng: np.random.Generator) -> dict[str, Any]:
+    x = rng.uniform(-3, 3, 1000)
+    return {"dataset": {"x": x.tolist(), "y": np.sin(x).tolist()}, "hyperparameters": {"epochs": 10}}
+
+
+async def submit_and_wait(client: httpx.AsyncClient, body: dict[str, Any], poll: float = 0.002) -> float:
+    """Seconds from sending the job to seeing it succeeded (polling every `poll` seconds)."""
+    start = time.perf_counter()
+    job_id = (await client.post("/v1/jobs", json=body)).json()["id"]
+    while True:
+        status = (await client.get(f"/v1/jobs/{job_id}")).json()["status"]
+        if status == "succeeded":
+            return time.perf_counter() - start
+        if status not in ("queued", "running"):
+            raise RuntimeError(f"job {job_id} ended {status}")
+        await asyncio.sleep(poll)
+
+
+async def latency(url: str, key: str, n: int) -> list[float]:
+    rng = np.random.default_rng(0)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as client:
+        return [await submit_and_wait(client, tiny_job(rng)) for _ in range(n)]
+
+
+async def throughput(url: str, key: str, n: int, clients: int) -> float:
+    """Jobs per second with `clients` concurrent clients, each submitting and awaiting jobs.
+
+    They poll every 10 ms: at 2 ms the polls of many clients, not the jobs, would load the server."""
+    rng = np.random.default_rng(1)
+    bodies = [tiny_job(rng) for _ in range(n)]
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, limits=limits) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                await submit_and_wait(client, queue.get_nowait(), poll=0.01)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        return n / (time.perf_counter() - start)
+
+
+def read_rate(url: str, headers: dict[str, str], seconds: int = 5) -> float:
+    """GET requests per second on url with 16 connections."""
+    if shutil.which("wrk"):
+        flags = [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
+        args = ["wrk", "-t1", "-c16", f"-d{seconds}s", *flags, url]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+        non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        if non_2xx:
+            raise RuntimeError(f"{non_2xx.group(1)} failed reads on {url}")
+        return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    async def run() -> float:
+        count, deadline = 0, time.perf_counter() + seconds
+        async with httpx.AsyncClient(headers=headers) as client:
+
+            async def loop() -> None:
+                nonlocal count
+                while time.perf_counter() < deadline:
+                    (await client.get(url)).raise_for_status()
+                    count += 1
+
+            await asyncio.gather(*(loop() for _ in range(16)))
+        return count / seconds
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=300, help="jobs in the throughput run")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
+    env = {**os.environ, "TINYTRAIN_DATABASE_URL": f"sqlite:///{work / 'bench.db'}"}
+    port, bare_port = free_port(), free_port()
+    log = open(work / "serve.log", "w")  # noqa: SIM115
+    serve = subprocess.Popen([str(BIN / "tinytrain"), "serve", "--port", str(port)], env=env, cwd=work, stdout=log,
+                             stderr=subprocess.STDOUT)  # fmt: skip
+    # The same uvicorn defaults as serve (access log included), its log to the same kind of file.
+    bare_log = open(work / "bare.log", "w")  # noqa: SIM115
+    bare_cmd = [str(BIN / "uvicorn"), "benchmarks.bare_app:app", "--port", str(bare_port)]
+    bare = subprocess.Popen(bare_cmd, stdout=bare_log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, "/readyz")
+        wait_ready(f"http://127.0.0.1:{bare_port}", "/bare/x")
+        key = (work / "serve.log").read_text().splitlines()[1].strip()
+        print(f"# tinytrain service benchmark ({os.cpu_count()} cores, SQLite, local executor, loopback)\n")
+        asyncio.run(latency(url, key, 10))  # warm-up
+        lat = sorted(asyncio.run(latency(url, key, 100)))
+        p50, p95 = statistics.median(lat), lat[94]
+        print(
+            f"| tiny job submit-to-succeeded | p50 {p50 * 1e3:.1f} ms | p95 {p95 * 1e3:.1f} ms | target p50 < 50 ms |"
+        )  # noqa: E501
+        for clients in (8, 16):
+            rate = asyncio.run(throughput(url, key, args.jobs, clients))
+            print(f"| tiny jobs/s, {clients} concurrent clients | {rate:.0f} jobs/s | | target >= 100 |")
+        job_id = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()["items"][0]["id"]
+        ours = read_rate(f"{url}/v1/jobs/{job_id}", {"Authorization": f"Bearer {key}"})
+        base = read_rate(f"http://127.0.0.1:{bare_port}/bare/{job_id}", {})
+        print(f"| GET /v1/jobs/{{id}} | {ours:.0f} req/s | bare endpoint {base:.0f} req/s | "
+              f"ratio {ours / base:.2f} (target >= 0.70) |")  # fmt: skip
+    finally:
+        serve.terminate()
+        bare.terminate()
+        serve.wait()
+        bare.wait()
+
+
+if __name__ == "__main__":
+    main()
