@@ -10,7 +10,8 @@ TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download
 
 $(BIN)/tinytrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"
+	# torch alone from its index (its dependencies come from PyPI with the project's).
+	$(BIN)/pip install -q --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.db import utcnow
@@ -162,3 +162,11 @@ def submit(*, session: Session, job: Job, dataset: Dataset | None = None) -> tup
         session.add(dataset)
     session.add(job)
     return commit_once(session, job)
+
+
+def withdraw(*, session: Session, job: Job, with_dataset: bool) -> None:
+    """Delete a job whose dispatch failed, and with_dataset the dataset sent inline with it."""
+    session.execute(delete(Job).where(Job.id == job.id, Job.status == QUEUED, Job.attempts == 0))
+    if with_dataset:
+        session.execute(delete(Dataset).where(Dataset.id == job.dataset_id))
+    session.commit()

@@ -91,6 +91,29 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     uvicorn.run(create_app(make_executor(settings)), host=host, port=port, log_level="info")
 
 
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Default: gpu,train with a GPU, else cpu,train.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Training processes (CPU); one per GPU.")] = None,
+) -> None:
+    """Run a Celery worker for this machine: warm the engine, then take jobs from Redis."""
+    import os  # noqa: PLC0415
+
+    from model.training import cuda_available  # noqa: PLC0415
+    from worker.celery_app import app as celery  # noqa: PLC0415
+
+    gpu = cuda_available()
+    model.warm_up()  # compiled before any job arrives; forked pool processes inherit it
+    args = ["worker", "--queues", queues or ("gpu,train" if gpu else "cpu,train"), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle", "--hostname", f"tinytrain-{os.getpid()}@%h"]  # fmt: skip
+    if gpu:
+        # One process per GPU, never a fork after CUDA is initialised.
+        args += ["--pool", "solo"]
+    else:
+        args += ["--pool", "prefork", "--concurrency", str(concurrency or os.cpu_count() or 1)]
+    celery.worker_main(args)
+
+
 @keys_app.command("create")
 def keys_create(owner: Annotated[str, typer.Option(help="Who the key's datasets and jobs belong to.")]) -> None:
     """Make a key for OWNER and print it alone on stdout (only its hash is stored)."""

@@ -16,6 +16,10 @@ class Executor(Protocol):
 
 def make_executor(settings: Settings) -> Executor:
     """The executor TINYTRAIN_EXECUTOR names."""
-    from worker.local import LocalExecutor  # noqa: PLC0415  (spawns processes only when used)
+    if settings.executor == "celery":
+        from worker.celery_app import CeleryExecutor  # noqa: PLC0415
+
+        return CeleryExecutor(settings)
+    from worker.local import LocalExecutor  # noqa: PLC0415
 
     return LocalExecutor(settings.local_workers)

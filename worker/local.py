@@ -1,9 +1,6 @@
 """The local executor: a process pool owned by `serve`, so training never blocks a request."""
 
-import ctypes
 import multiprocessing
-import signal
-import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -12,15 +9,14 @@ from typing import TypeVar
 
 import model
 from model.training import cuda_available
+from worker.process import die_with_parent
 from worker.run import run_job
 
 T = TypeVar("T")
 
 
 def _init_process() -> None:
-    if sys.platform == "linux":
-        # Die with serve: an orphan would go on training an attempt that a restart re-runs.
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    die_with_parent()
     model.warm_up()
 
 

@@ -6,7 +6,7 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Response
 from sqlalchemy import select
 
 import model
@@ -98,7 +98,12 @@ def submit_job(
         dataset=inline,
     )  # fmt: skip
     if created:
-        executor.dispatch(job.id, job.queue)
+        try:
+            executor.dispatch(job.id, job.queue)
+        except Exception as exc:
+            # The queue is down: take the job back rather than leave one that never runs.
+            lifecycle.withdraw(session=session, job=job, with_dataset=inline is not None)
+            raise HTTPException(503, "the job queue is unavailable; nothing was stored, try again shortly") from exc
     else:
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{job.id}"

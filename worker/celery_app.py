@@ -1,0 +1,105 @@
+"""The Celery path: the app, its one task, and the executor `serve` dispatches through.
+
+Celery only delivers "run job X"; the database row is the truth (no result backend), and
+run_job re-reads it, so a duplicate or late message does nothing.
+"""
+
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from kombu.entity import Queue
+
+from jobs.settings import Settings, get_settings
+from worker.process import die_with_parent
+from worker.reaper import Reaper
+from worker.run import run_job
+
+QUEUES = ("gpu", "cpu", "train")  # device cuda, cpu, auto
+
+
+def make_app(settings: Settings) -> Celery:
+    app = Celery("tinytrain", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        # Ack after run_job returns: a worker that dies mid-job leaves the message to be delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a prefetched job would wait behind a long one.
+        worker_prefetch_multiplier=1,
+        # Redis redelivers an unacked message after this; it must exceed the longest run (a lost
+        # worker is found sooner by its lease, and the reaper sends the job again).
+        broker_transport_options={"visibility_timeout": 7 * 24 * 3600},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # On a lost broker connection the unacked message comes back: stop the run rather than
+        # let two runs of one job go on (the lease brings it back if nobody else takes it).
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A typo in a queue name must fail, not create a queue no worker reads.
+        task_create_missing_queues=False,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="train",
+        task_ignore_result=True,
+        worker_hijack_root_logger=False,
+    )
+    app.task(name="jobs.train")(run_job)
+    return app
+
+
+app = make_app(get_settings())
+
+
+class CeleryExecutor:
+    """Sends "run job X" to the queue of the job's device."""
+
+    has_cuda = True  # a GPU worker may join at any time; device=cuda jobs wait in queue gpu
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def start(self) -> None:
+        pass
+
+    def dispatch(self, job_id: str, queue: str) -> None:
+        """Publish the message; raises if Redis does not answer within about a second."""
+        # A few quick retries reconnect a pooled connection that a Redis restart broke.
+        policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.3}
+        app.send_task("jobs.train", args=[job_id], queue=queue, retry=True, retry_policy=policy)
+
+    def ready(self) -> bool:
+        """True when Redis answers a PING."""
+        try:
+            return bool(
+                redis.Redis.from_url(self.settings.broker_url, socket_timeout=1, socket_connect_timeout=1).ping()
+            )
+        except redis.RedisError:
+            return False
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _dispatch(job_id: str, queue: str) -> None:
+    app.send_task("jobs.train", args=[job_id], queue=queue)
+
+
+_reaper: Reaper | None = None
+
+
+@worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    global _reaper
+    settings = get_settings()
+    _reaper = Reaper(_dispatch, interval=min(settings.lease_seconds / 2, 5.0))
+    _reaper.start()
+
+
+@worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    if _reaper is not None:
+        _reaper.stop()
+
+
+@worker_process_init.connect
+def _init_pool_process(**_: Any) -> None:
+    die_with_parent()
