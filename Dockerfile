@@ -1,0 +1,21 @@
+# One image for every tinytrain process; the torch build is chosen at build time:
+#   CPU (api, migrate, worker-cpu): TORCH_INDEX=https://download.pytorch.org/whl/cpu   (default)
+#   GPU (worker):                   TORCH_INDEX=https://download.pytorch.org/whl/cu128
+FROM python:3.11-slim
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.13.0
+RUN useradd --create-home --uid 10001 tinytrain
+WORKDIR /app
+RUN pip install --no-cache-dir --no-deps --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
+COPY pyproject.toml README.md ./
+COPY model model
+COPY jobs jobs
+COPY worker worker
+COPY api api
+COPY tinytrain tinytrain
+RUN pip install --no-cache-dir .
+USER tinytrain
+# numba's compile cache: site-packages is read-only for this user.
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache PYTHONUNBUFFERED=1
+EXPOSE 8000
+CMD ["tinytrain", "serve", "--host", "0.0.0.0", "--port", "8000"]
