@@ -146,7 +146,7 @@ def _sgd_steps(xs, ys, start, stop, batch_size, theta, lr):
     theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6] = w11, w12, b11, b12, w21, w22, b2
 
 
-@njit(cache=True, fastmath=_FAST, error_model="numpy")
+@njit(cache=True, fastmath=_FAST, error_model="numpy", nogil=True)
 def mse(x, y, theta):
     """Mean squared error over all points, the squares summed in float64."""
     w11, w12, b11, b12, w21, w22, b2 = theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6]
@@ -216,7 +216,8 @@ def _all_finite(theta):
     return True
 
 
-@njit(cache=True, error_model="numpy")
+# nogil: runs in worker threads train side by side (the Celery worker's thread pool).
+@njit(cache=True, error_model="numpy", nogil=True)
 def run_epochs(
     x,
     y,

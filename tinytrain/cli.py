@@ -106,11 +106,10 @@ def worker(
     model.warm_up()  # compiled before any job arrives; forked pool processes inherit it
     args = ["worker", "--queues", queues or ("gpu,train" if gpu else "cpu,train"), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--hostname", f"tinytrain-{os.getpid()}@%h"]  # fmt: skip
-    if gpu:
-        # One process per GPU, never a fork after CUDA is initialised.
-        args += ["--pool", "solo"]
-    else:
-        args += ["--pool", "prefork", "--concurrency", str(concurrency or os.cpu_count() or 1)]
+    # Threads, never forked processes: a fork after CUDA is initialised breaks CUDA, and the
+    # compiled training loop releases the GIL, so CPU jobs still train side by side.
+    threads = 1 if gpu else concurrency or os.cpu_count() or 1  # one per GPU
+    args += ["--pool", "threads", "--concurrency", str(threads)]
     celery.worker_main(args)
 
 

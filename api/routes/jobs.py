@@ -92,7 +92,7 @@ def submit_job(
         job=tables.Job(
             id=lifecycle.new_id("job"), owner=owner, name=body.name, status=lifecycle.QUEUED, dataset_id=dataset_id,
             hyperparameters=hp.model_dump(), max_runtime_seconds=body.max_runtime_seconds, queue=QUEUES[hp.device],
-            attempts=0, cancel_requested=False, epochs_completed=0, idempotency_key=idempotency_key,
+            attempts=0, cancel_requested=False, epochs_completed=0, result=None, idempotency_key=idempotency_key,
             request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
         ),
         dataset=inline,
