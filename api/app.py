@@ -9,6 +9,7 @@ from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.limits import BodySizeLimit
+from api.ratelimit import RateLimit
 from api.routes import datasets, jobs, service
 from jobs import db, lifecycle
 from jobs.settings import get_settings
@@ -42,6 +43,7 @@ def create_app(executor: Executor) -> FastAPI:
 
     app = FastAPIOffline(title="tinytrain", version="1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.executor = executor
+    app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
     for router in (datasets.router, jobs.router):
         app.include_router(router, prefix="/v1", responses={401: {"description": "No or bad API key."}})

@@ -10,6 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.ratelimit import RateLimit
 from jobs import keys, tables
 from jobs.db import new_session
 from jobs.errors import NotFound
@@ -41,7 +42,18 @@ def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | N
     return owner
 
 
-def current_owner(session: SessionDep, credentials: Credentials) -> str:
+async def limited(request: Request, credentials: Credentials) -> HTTPAuthorizationCredentials | None:
+    """The request's credentials, after counting the request against its key's rate limit."""
+    if credentials is not None:
+        rate_limit: RateLimit = request.app.state.rate_limit
+        await rate_limit.check(keys.digest(credentials.credentials))
+    return credentials
+
+
+LimitedCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(limited)]
+
+
+def current_owner(session: SessionDep, credentials: LimitedCredentials) -> str:
     return authenticate(session, credentials)
 
 
@@ -60,11 +72,11 @@ def owned(
     return found
 
 
-def owned_job(job_id: str, session: SessionDep, credentials: Credentials) -> tables.Job:
+def owned_job(job_id: str, session: SessionDep, credentials: LimitedCredentials) -> tables.Job:
     return owned(session, credentials, tables.Job, job_id)
 
 
-def owned_dataset(dataset_id: str, session: SessionDep, credentials: Credentials) -> tables.Dataset:
+def owned_dataset(dataset_id: str, session: SessionDep, credentials: LimitedCredentials) -> tables.Dataset:
     return owned(session, credentials, tables.Dataset, dataset_id)
 
 

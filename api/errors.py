@@ -5,7 +5,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 
-from jobs.errors import Conflict, IdempotencyMismatch, NotFound
+from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
 from model import TrainingInputError
 
 
@@ -36,6 +36,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, _status(409))
     app.add_exception_handler(IdempotencyMismatch, _status(422))
     app.add_exception_handler(TrainingInputError, _status(422))
+    app.add_exception_handler(QuotaExceeded, _status(429))
     app.add_exception_handler(OperationalError, _unavailable)
 
 

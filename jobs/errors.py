@@ -11,3 +11,7 @@ class Conflict(Exception):
 
 class IdempotencyMismatch(Exception):
     """An Idempotency-Key was reused with a different request."""
+
+
+class QuotaExceeded(Exception):
+    """The owner has as many active jobs as allowed."""

@@ -1,5 +1,6 @@
 """Idempotent creation: a retried request gets the object its first try created."""
 
+from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -12,13 +13,17 @@ from jobs.tables import Dataset, Job
 Row = TypeVar("Row", Dataset, Job)
 
 
-def commit_once(session: Session, row: Row) -> tuple[Row, bool]:
+def commit_once(session: Session, row: Row, before_commit: Callable[[], None] | None = None) -> tuple[Row, bool]:
     """Commit row (and whatever else the session holds); (row, True) when it was created.
 
+    before_commit runs after the insert, inside the transaction (it may raise to roll back).
     With an idempotency key, the unique (owner, idempotency_key) constraint decides between
     concurrent requests: the loser rolls back and gets the first row, (first, False), or
     IdempotencyMismatch when that row came from a different request."""
     try:
+        session.flush()
+        if before_commit is not None:
+            before_commit()
         session.commit()
         return row, True
     except IntegrityError:

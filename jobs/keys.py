@@ -13,7 +13,8 @@ from jobs.db import utcnow
 from jobs.tables import ApiKey, Dataset, Job
 
 
-def _hash(key: str) -> str:
+def digest(key: str) -> str:
+    """The stored form of a key (also what identifies it to the rate limiter)."""
     # Keys are 32 random bytes, so a fast hash is enough: there is nothing to brute-force.
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -21,7 +22,7 @@ def _hash(key: str) -> str:
 def create(*, session: Session, owner: str) -> str:
     """A new key for owner; the only time the key itself exists outside its holder."""
     key = "tt_" + secrets.token_urlsafe(32)
-    session.add(ApiKey(owner=owner, key_hash=_hash(key), prefix=key[:10]))
+    session.add(ApiKey(owner=owner, key_hash=digest(key), prefix=key[:10]))
     session.commit()
     return key
 
@@ -34,9 +35,9 @@ _OWNER_OF = select(ApiKey.owner, ApiKey.key_hash).where(
 
 def owner_of(*, session: Session, key: str) -> str | None:
     """The owner of a valid, unrevoked key, else None."""
-    digest = _hash(key)
-    row = session.execute(_OWNER_OF, {"digest": digest}).one_or_none()
-    return row.owner if row is not None and hmac.compare_digest(row.key_hash, digest) else None
+    hashed = digest(key)
+    row = session.execute(_OWNER_OF, {"digest": hashed}).one_or_none()
+    return row.owner if row is not None and hmac.compare_digest(row.key_hash, hashed) else None
 
 
 Owned = TypeVar("Owned", Dataset, Job)
@@ -55,7 +56,7 @@ def owned_by_key(*, session: Session, model: type[Owned], object_id: str, key: s
     """The object if it exists and belongs to the owner of this valid key, in one query; else None.
 
     One query instead of authenticate-then-fetch: reading a job is the hottest request."""
-    found: Owned | None = session.scalar(_owned_statement(model), {"digest": _hash(key), "id": object_id})
+    found: Owned | None = session.scalar(_owned_statement(model), {"digest": digest(key), "id": object_id})
     return found
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.db import utcnow
-from jobs.errors import Conflict, NotFound
+from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
 from jobs.tables import Dataset, Job
 
@@ -154,14 +154,29 @@ def queued(*, session: Session) -> list[tuple[str, str]]:
     return [(row.id, row.queue) for row in rows]
 
 
-def submit(*, session: Session, job: Job, dataset: Dataset | None = None) -> tuple[Job, bool]:
+def submit(*, session: Session, job: Job, max_active: int, dataset: Dataset | None = None) -> tuple[Job, bool]:
     """Store a new queued job (and its inline dataset) in one transaction; (job, created).
 
-    Dispatch only after this returns: the row must be committed before a worker looks for it."""
+    QuotaExceeded when the owner would have more than max_active queued or running jobs;
+    concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an advisory
+    lock; SQLite: the write lock its first INSERT takes). Dispatch only after this returns."""
+    session.commit()  # end any read transaction: on SQLite the insert must begin the transaction
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(job.owner, 0))))
     if dataset is not None:
         session.add(dataset)
     session.add(job)
-    return commit_once(session, job)
+
+    def within_quota() -> None:
+        active = session.scalar(select(func.count()).where(Job.owner == job.owner, Job.status.in_(ACTIVE)))
+        if (active or 0) > max_active:
+            raise QuotaExceeded(f"{max_active} queued or running jobs is the limit per owner; wait for some to finish")
+
+    try:
+        return commit_once(session, job, before_commit=within_quota)
+    except QuotaExceeded:
+        session.rollback()
+        raise
 
 
 def withdraw(*, session: Session, job: Job, with_dataset: bool) -> None:

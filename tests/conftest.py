@@ -111,6 +111,7 @@ class Server:
 def server_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}
     env["TINYTRAIN_DATABASE_URL"] = f"sqlite:///{tmp_path / 'tinytrain.db'}"
+    env["TINYTRAIN_RATE_LIMIT"] = "100000/second"  # tests that are about the limit set their own
     env.update({f"TINYTRAIN_{k.upper()}": v for k, v in settings.items()})
     return env
 

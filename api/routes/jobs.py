@@ -82,6 +82,9 @@ def submit_job(
         assert body.dataset_id is not None
         stored = datasets.get(session=session, owner=owner, dataset_id=body.dataset_id)
         n_points, dataset_id = stored.n_points, stored.id
+    if n_points * hp.epochs > settings.max_work:
+        limit = f"the limit of {settings.max_work} point-epochs"
+        raise invalid(("body", "hyperparameters", "epochs"), f"{n_points} points x {hp.epochs} epochs is over {limit}")
     try:
         split_sizes(n_points, hp.validation_fraction, hp.batch_size)
     except model.TrainingInputError as exc:
@@ -96,6 +99,7 @@ def submit_job(
             request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
         ),
         dataset=inline,
+        max_active=settings.max_active_jobs_per_owner,
     )  # fmt: skip
     if created:
         try:

@@ -28,7 +28,7 @@ def new_job(session: Session, owner: str = "ann", key: str | None = None, reques
     job = Job(id=lifecycle.new_id("job"), owner=owner, name=None, status=lifecycle.QUEUED, dataset_id=dataset.id,
               hyperparameters={"epochs": 3}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
               idempotency_key=key, request_hash=request_hash)  # fmt: skip
-    stored, created = lifecycle.submit(session=session, job=job, dataset=dataset)
+    stored, created = lifecycle.submit(session=session, job=job, dataset=dataset, max_active=100)
     return stored
 
 
@@ -121,7 +121,7 @@ def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_fa
                 job = Job(id=lifecycle.new_id("job"), owner="ann", status=lifecycle.QUEUED, dataset_id=dataset.id,
                           hyperparameters={}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
                           idempotency_key="k1", request_hash="same")  # fmt: skip
-                stored, created = lifecycle.submit(session=s, job=job, dataset=dataset)
+                stored, created = lifecycle.submit(session=s, job=job, dataset=dataset, max_active=100)
                 results.append((stored.id, created))
             except Exception as exc:  # noqa: BLE001
                 results.append(exc)
