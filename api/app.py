@@ -46,7 +46,7 @@ def create_app(executor: Executor) -> FastAPI:
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
     for router in (datasets.router, jobs.router):
-        app.include_router(router, prefix="/v1", responses={401: {"description": "No or bad API key."}})
+        app.include_router(router, prefix="/v1", responses=errors.ERRORS)
     app.include_router(service.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)

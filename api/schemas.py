@@ -160,3 +160,9 @@ class PredictIn(Strict):
 
 class PredictOut(BaseModel):
     y: list[float | None]  # None where the output overflows a float
+
+
+class ErrorOut(BaseModel):
+    """An error other than a validation error: what went wrong, in words."""
+
+    detail: str

@@ -22,19 +22,27 @@ def parse_points(text: str) -> tuple[list[float], list[float]]:
     """(x, y) from CSV text; blank lines are skipped, the first line may be a header."""
     xs: list[float] = []
     ys: list[float] = []
-    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        values = [_number(cell) for cell in row]
-        if lineno == 1 and len(row) == 2 and None in values:
-            continue  # a header row such as "x,y"
-        x, y = values if len(values) == 2 else (None, None)
-        if x is None or y is None:
-            raise CsvError(f"line {lineno}: expected two numbers x,y, got {','.join(row)[:80]!r}")
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise CsvError(f"line {lineno}: x and y must be finite numbers, got {','.join(row)[:80]!r}")
-        xs.append(x)
-        ys.append(y)
+    reader = csv.reader(io.StringIO(text))
+    try:
+        for row in reader:
+            _add_row(row, reader.line_num, xs, ys)
+    except csv.Error as exc:  # a NUL byte, a newline inside a field
+        raise CsvError(f"line {reader.line_num}: {exc}") from exc
     if not xs:
         raise CsvError("the CSV text has no points")
     return xs, ys
+
+
+def _add_row(row: list[str], lineno: int, xs: list[float], ys: list[float]) -> None:
+    if not row or all(not cell.strip() for cell in row):
+        return
+    values = [_number(cell) for cell in row]
+    if lineno == 1 and len(row) == 2 and None in values:
+        return  # a header row such as "x,y"
+    x, y = values if len(values) == 2 else (None, None)
+    if x is None or y is None:
+        raise CsvError(f"line {lineno}: expected two numbers x,y, got {','.join(row)[:80]!r}")
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise CsvError(f"line {lineno}: x and y must be finite numbers, got {','.join(row)[:80]!r}")
+    xs.append(x)
+    ys.append(y)

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from api import schemas
 from api.deps import DatasetDep, OwnerDep, SessionDep
-from api.errors import invalid
-from api.routes.jobs import decode_cursor, encode_cursor
+from api.errors import error, invalid
+from api.routes.jobs import Cursor, decode_cursor, encode_cursor
 from jobs import datasets, tables
 from jobs.db import session_scope
 from jobs.settings import get_settings
@@ -22,11 +22,14 @@ from model.csvdata import CsvError, parse_points
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
+_NUMBER = r"-?[0-9]{1,9}(\.[0-9]{1,9})?"
+CSV_PATTERN = rf"^(x,y\r?\n)?({_NUMBER},{_NUMBER}\r?\n)+$"
 _UPLOAD_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": schemas.DatasetIn.model_json_schema()},
-        "text/csv": {"schema": {"type": "string"}, "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n"},
+        # Documented narrower than accepted (any float syntax, any header): what a client should send.
+        "text/csv": {"schema": {"type": "string", "pattern": CSV_PATTERN}, "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n"},
     },
 }
 
@@ -72,7 +75,8 @@ def _store(owner: str, body: bytes, content_type: str, idempotency_key: str | No
 
 @router.post("", status_code=201, response_model=schemas.Dataset, openapi_extra={"requestBody": _UPLOAD_BODY},
              responses={200: {"model": schemas.Dataset, "description": "The dataset an earlier request with this "
-                                                                       "Idempotency-Key created."}})  # fmt: skip
+                                                                       "Idempotency-Key created."},
+                        **error(415, "The body is neither application/json nor text/csv.")})  # fmt: skip
 async def upload_dataset(
     request: Request,
     response: Response,
@@ -91,7 +95,10 @@ async def upload_dataset(
 
 @router.get("", response_model=schemas.Page[schemas.Dataset])
 def list_datasets(
-    owner: OwnerDep, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: str | None = None
+    owner: OwnerDep,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The owner's datasets, newest first; pass next_cursor to get the next page."""
     query = select(tables.Dataset).where(tables.Dataset.owner == owner).order_by(tables.Dataset.seq.desc())
@@ -110,7 +117,7 @@ async def get_dataset(dataset: DatasetDep) -> dict[str, Any]:
     return dataset_out(dataset)
 
 
-@router.delete("/{dataset_id}", status_code=204)
+@router.delete("/{dataset_id}", status_code=204, responses=error(409, "A queued or running job uses it."))
 def delete_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep) -> Response:
     """Delete a dataset; 409 while a queued or running job uses it."""
     datasets.remove(session=session, owner=owner, dataset_id=dataset_id)

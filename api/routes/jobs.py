@@ -1,6 +1,5 @@
 """/v1/jobs: submit, read, list, cancel, result, predict."""
 
-import base64
 import hashlib
 import math
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ from sqlalchemy import select
 import model
 from api import schemas
 from api.deps import ExecutorDep, JobDep, OwnerDep, SessionDep
-from api.errors import invalid
+from api.errors import error, invalid
 from jobs import datasets, lifecycle, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
@@ -39,24 +38,22 @@ def job_out(job: tables.Job) -> dict[str, Any]:
     return {**job_summary(job), "result": job.result}
 
 
+# A page cursor: the creation number of the last item shown; the next page starts below it.
+Cursor = Annotated[str | None, Query(pattern=r"^c[0-9]{1,18}$", description="next_cursor of the previous page")]
+
+
 def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode()
+    return f"c{seq}"
 
 
 def decode_cursor(cursor: str) -> int:
-    """The seq a cursor stands for; 422 for anything that is not a cursor we made."""
-    try:
-        kind, _, seq = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind == "seq" and seq.isdigit():
-            return int(seq)
-    except ValueError:
-        pass
-    raise invalid(("query", "cursor"), "not a cursor from a previous page")
+    return int(cursor[1:])
 
 
 @router.post("", status_code=202, response_model=schemas.Job,
              responses={200: {"model": schemas.Job, "description": "The job an earlier request with this "
-                                                                   "Idempotency-Key created."}})  # fmt: skip
+                                                                   "Idempotency-Key created."},
+                        **error(503, "The job queue is down; nothing was stored.")})  # fmt: skip
 def submit_job(
     body: schemas.JobIn,
     owner: OwnerDep,
@@ -120,7 +117,7 @@ def list_jobs(
     session: SessionDep,
     status: schemas.Status | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: str | None = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The owner's jobs, newest first; pass next_cursor to get the next page."""
     query = select(tables.Job).where(tables.Job.owner == owner).order_by(tables.Job.seq.desc()).limit(limit + 1)
@@ -142,7 +139,8 @@ async def get_job(job: JobDep) -> dict[str, Any]:
     return job_out(job)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=schemas.Job)
+@router.post("/{job_id}/cancel", status_code=202, response_model=schemas.Job,
+             responses=error(409, "The job has already finished."))  # fmt: skip
 def cancel_job(job: JobDep, session: SessionDep) -> dict[str, Any]:
     """A queued job never starts; a running one stops within a second and ends cancelled."""
     return job_out(lifecycle.cancel(session=session, owner=job.owner, job_id=job.id))
@@ -154,13 +152,13 @@ def _succeeded(job: tables.Job) -> dict[str, Any]:
     return job.result
 
 
-@router.get("/{job_id}/result", response_model=schemas.Result)
+@router.get("/{job_id}/result", response_model=schemas.Result, responses=error(409, "The job has not succeeded."))
 async def get_result(job: JobDep) -> dict[str, Any]:
     """The seven learned parameters and the loss history; 409 unless the job succeeded."""
     return _succeeded(job)
 
 
-@router.post("/{job_id}/predict", response_model=schemas.PredictOut)
+@router.post("/{job_id}/predict", response_model=schemas.PredictOut, responses=error(409, "The job has not succeeded."))
 def predict(job: JobDep, body: schemas.PredictIn) -> dict[str, Any]:
     """The trained network's output for each x; 409 unless the job succeeded."""
     limit = get_settings().max_predict_points

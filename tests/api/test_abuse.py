@@ -16,7 +16,10 @@ from tests.conftest import Server, tinytrain
 LIMITS = {"max_points": "1000", "max_epochs": "1000000", "max_work": "500000000", "max_body_bytes": "200000",
           "max_predict_points": "50", "max_active_jobs_per_owner": "3"}  # fmt: skip
 FOREVER = {"learning_rate": 0.001, "batch_size": 1, "epochs": 500_000}  # 1,000 points: minutes, within max_work
-SMALL: dict[str, Any] = {"dataset": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]}, "hyperparameters": {"batch_size": 2}}
+SMALL: dict[str, Any] = {
+    "dataset": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]},
+    "hyperparameters": {"batch_size": 2},
+}
 
 seen: list[httpx.Response] = []
 
@@ -250,7 +253,7 @@ def test_idempotent_dataset_upload_makes_one_object_under_concurrency(server: Se
         assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
         assert len({r.json()["id"] for r in responses}) == 1
         other = c.post("/v1/datasets", json={"x": [5.0], "y": [5.0]})
-        assert other.status_code == 422 and "Idempotency-Key" in other.json()["detail"]
+        assert other.status_code == 422 and "Idempotency-Key" in other.text
 
 
 def test_a_diverged_job_has_no_nan_anywhere(server: Server) -> None:
