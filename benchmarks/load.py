@@ -1,0 +1,77 @@
+"""Load test: 50 locust users submitting tiny jobs and polling them for 60 s, against `serve` with
+Celery workers, all on loopback. Fails on any error; at the end checks that every submitted job
+succeeded, none twice.
+
+    python -m benchmarks.load [--users 50] [--seconds 60] [--workers 2]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from benchmarks.service import free_port, start, stop, wait_ready
+
+BIN = Path(sys.executable).parent
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="tinytrain-load-"))
+    redis_port, port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}
+    env.update(TINYTRAIN_DATABASE_URL=f"sqlite:///{work / 'load.db'}", TINYTRAIN_EXECUTOR="celery",
+               TINYTRAIN_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0")  # fmt: skip
+    processes = [start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], env,
+                       work / "redis.log")]  # fmt: skip
+    try:
+        time.sleep(0.5)
+        processes.append(start([str(BIN / "tinytrain"), "serve", "--port", str(port)], env, work / "serve.log"))
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, "/readyz")
+        keys = [subprocess.run([str(BIN / "tinytrain"), "keys", "create", "--owner", f"user{i % 10}"], env=env,
+                               cwd=work, capture_output=True, text=True, check=True).stdout.strip()
+                for i in range(10)]  # fmt: skip
+        for i in range(args.workers):
+            processes.append(start([str(BIN / "tinytrain"), "worker", "--concurrency", "1"], env, work / f"w{i}.log"))
+        while not all("ready." in (work / f"w{i}.log").read_text() for i in range(args.workers)):
+            time.sleep(0.2)
+        locust = subprocess.run(
+            [str(BIN / "locust"), "-f", str(HERE / "locustfile.py"), "--headless", "--users", str(args.users),
+             "--spawn-rate", "25", "--run-time", f"{args.seconds}s", "--host", url, "--only-summary",
+             "--stop-timeout", "35", "--csv", str(work / "load")],
+            env={**env, "TINYTRAIN_LOAD_KEYS": ",".join(keys)}, cwd=work,
+        )  # fmt: skip
+        all_succeeded = report(url, env, work)
+        sys.exit(locust.returncode or (0 if all_succeeded else 1))
+    finally:
+        stop(processes)
+
+
+def report(url: str, env: dict[str, str], work: Path) -> bool:
+    """Print jobs by status (from the database) and runs per job; True when all succeeded once."""
+    from jobs.db import make_engine  # noqa: PLC0415
+    from jobs.tables import Job  # noqa: PLC0415
+
+    engine = make_engine(env["TINYTRAIN_DATABASE_URL"])
+    with engine.connect() as conn:
+        by_status = dict(conn.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+        runs = dict(conn.execute(select(Job.attempts, func.count()).group_by(Job.attempts)).all())
+    print(f"jobs by status: {by_status}; jobs by attempts: {runs}")
+    print(f"ready after the run: {httpx.get(url + '/readyz').status_code}; locust CSVs in {work}")
+    return set(by_status) == {"succeeded"} and set(runs) == {1}
+
+
+if __name__ == "__main__":
+    main()
