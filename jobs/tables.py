@@ -3,7 +3,7 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -58,7 +58,8 @@ class Dataset(Base):
 
 class Job(Base):
     __tablename__ = "jobs"
-    __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
+    # (owner, status): the quota counts an owner's active jobs on every submit.
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"), Index("ix_jobs_owner_status", "owner", "status"))
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     id: Mapped[str] = mapped_column(String(40), unique=True)

@@ -149,3 +149,17 @@ def test_keys_are_stored_hashed_and_revocable(session_factory) -> None:  # type:
         assert all(key not in (k.key_hash, k.prefix) for k in stored)
         assert keys.revoke(session=s, prefix=key[:10]) == 1
         assert keys.owner_of(session=s, key=key) is None
+
+
+def test_migrations_match_the_tables(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata  # noqa: PLC0415
+    from alembic.migration import MigrationContext  # noqa: PLC0415
+
+    from jobs.db import Base  # noqa: PLC0415
+
+    migrate.upgrade(database_url)
+    migrate.upgrade(database_url)  # idempotent: serve runs it on every start
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    engine.dispose()
