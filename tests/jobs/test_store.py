@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jobs import datasets, keys, lifecycle, migrate
 from jobs.db import make_engine, utcnow
-from jobs.errors import Conflict, IdempotencyMismatch, NotFound
-from jobs.tables import Job
+from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
+from jobs.tables import Dataset, Job
 
 
 @pytest.fixture
@@ -23,13 +23,18 @@ def session_factory(database_url: str) -> Iterator[type[Session] | object]:
     engine.dispose()
 
 
-def new_job(session: Session, owner: str = "ann", key: str | None = None, request_hash: str = "h") -> Job:
+def pending(owner: str = "ann", key: str | None = None, request_hash: str = "h") -> tuple[Job, Dataset]:
+    """A new queued job and the dataset sent with it, not yet stored."""
     dataset = datasets.build(owner=owner, x=np.array([0.0, 1.0, 2.0]), y=np.array([1.0, 0.0, 1.0]), name=None)
     job = Job(id=lifecycle.new_id("job"), owner=owner, name=None, status=lifecycle.QUEUED, dataset_id=dataset.id,
               hyperparameters={"epochs": 3}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
               idempotency_key=key, request_hash=request_hash)  # fmt: skip
-    stored, created = lifecycle.submit(session=session, job=job, dataset=dataset, max_active=100)
-    return stored
+    return job, dataset
+
+
+def new_job(session: Session, owner: str = "ann", key: str | None = None, request_hash: str = "h") -> Job:
+    job, dataset = pending(owner, key, request_hash)
+    return lifecycle.submit(session=session, job=job, dataset=dataset, max_active=100)[0]
 
 
 def test_migrations_create_the_schema_and_datasets_round_trip(session_factory) -> None:  # type: ignore[no-untyped-def]
@@ -117,10 +122,7 @@ def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_fa
     def submit() -> None:
         with session_factory() as s:
             try:
-                dataset = datasets.build(owner="ann", x=np.array([0.0]), y=np.array([1.0]), name=None)
-                job = Job(id=lifecycle.new_id("job"), owner="ann", status=lifecycle.QUEUED, dataset_id=dataset.id,
-                          hyperparameters={}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
-                          idempotency_key="k1", request_hash="same")  # fmt: skip
+                job, dataset = pending(key="k1", request_hash="same")
                 stored, created = lifecycle.submit(session=s, job=job, dataset=dataset, max_active=100)
                 results.append((stored.id, created))
             except Exception as exc:  # noqa: BLE001
@@ -163,3 +165,28 @@ def test_migrations_match_the_tables(database_url: str) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     engine.dispose()
+
+
+def test_the_active_job_quota_holds_under_concurrent_submits(session_factory) -> None:  # type: ignore[no-untyped-def]
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def submit() -> None:
+        with session_factory() as s:
+            job, dataset = pending()
+            try:
+                lifecycle.submit(session=s, job=job, dataset=dataset, max_active=3)
+                outcome = "created"
+            except QuotaExceeded:
+                outcome = "refused"
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=submit) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 9
+    with session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.owner == "ann")) == 3

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import sine_points, wait_for
+from tests.conftest import Server
 from tests.reference import NAMES, plain_train
 from tests.worker.conftest import Stack
 
@@ -123,3 +124,19 @@ def test_80_concurrent_jobs_from_16_clients_with_2_workers(celery_stack: Callabl
     logs = "".join(p.read_text() for p in stack.workdir.glob("worker-*.log"))
     assert logs.count("succeeded in") == 80  # each job ran exactly once, no duplicates
     assert httpx.get(f"{stack.server.url}/readyz").status_code == 200
+
+
+def test_rate_limit_is_counted_in_redis_across_serve_processes(celery_stack: Callable[..., Stack]) -> None:
+    stack = celery_stack(workers=0, rate_limit="10/minute")
+    second = Server(stack.workdir, stack.env, key=stack.server.key)
+    second.start()
+    try:
+        statuses = []
+        for i in range(14):  # alternating between the two processes: one count in Redis
+            server = stack.server if i % 2 else second
+            statuses.append(
+                httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {server.key}"}).status_code
+            )
+        assert statuses.count(200) == 10 and statuses[10:] == [429] * 4
+    finally:
+        second.stop()
