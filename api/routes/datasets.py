@@ -1,7 +1,6 @@
 """/v1/datasets: upload (JSON or CSV), read, list, delete."""
 
 import hashlib
-import json
 from typing import Annotated, Any
 
 import numpy as np
@@ -14,13 +13,14 @@ from sqlalchemy import select
 from api import schemas
 from api.deps import DatasetDep, OwnerDep, SessionDep
 from api.errors import error, invalid
+from api.jsonbody import JSONRoute, parse_json
 from api.routes.jobs import Cursor, decode_cursor, encode_cursor
 from jobs import datasets, tables
 from jobs.db import session_scope
 from jobs.settings import get_settings
 from model.csvdata import CsvError, parse_points
 
-router = APIRouter(prefix="/datasets", tags=["datasets"])
+router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=JSONRoute)
 
 _NUMBER = r"-?[0-9]{1,9}(\.[0-9]{1,9})?"
 CSV_PATTERN = rf"^(x,y\r?\n)?({_NUMBER},{_NUMBER}\r?\n)+$"
@@ -51,10 +51,7 @@ def _parse(body: bytes, content_type: str) -> tuple[list[float], list[float], st
         return x, y, None
     if content_type != "application/json":
         raise HTTPException(415, "send application/json or text/csv")
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise HTTPException(400, "the request body is not valid JSON") from exc
+    data = parse_json(body)
     try:
         parsed = schemas.DatasetIn.model_validate(data)
     except ValidationError as exc:

@@ -12,12 +12,13 @@ import model
 from api import schemas
 from api.deps import ExecutorDep, JobDep, OwnerDep, SessionDep
 from api.errors import error, invalid
+from api.jsonbody import JSONRoute
 from jobs import datasets, lifecycle, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
 from model.training import split_sizes
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
 QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}  # the Celery queue of each device choice
 
