@@ -1,7 +1,9 @@
 """Dependencies of the routes: a database session, the key's owner, owned objects, the executor.
 
-Every /v1 route takes OwnerDep, JobDep or DatasetDep; each authenticates the key. JobDep and
-DatasetDep do it in the same query as their fetch: reading a job is the hottest request."""
+Every /v1 route takes OwnerDep, JobDep or DatasetDep: each counts the request against its key's
+rate limit and authenticates the key, in the one worker-thread hop that does its database work
+(each dependency level and each hop costs more than a query). JobDep and DatasetDep fetch the
+object in the same query that checks the key."""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -33,51 +35,51 @@ async def get_session() -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def authenticate(session: Session, credentials: HTTPAuthorizationCredentials | None) -> str:
+def _counted(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str | None:
+    """The presented key, after counting the request against its rate limit."""
+    if credentials is None:
+        return None
+    rate_limit: RateLimit = request.app.state.rate_limit
+    rate_limit.check(keys.digest(credentials.credentials))
+    return credentials.credentials
+
+
+def _unauthorized() -> HTTPException:
+    return HTTPException(401, "a valid API key is required: Authorization: Bearer <key>",
+                         headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+
+def current_owner(request: Request, session: SessionDep, credentials: Credentials) -> str:
     """The owner of the request's API key; 401 without a valid one."""
-    owner = keys.owner_of(session=session, key=credentials.credentials) if credentials else None
+    key = _counted(request, credentials)
+    owner = keys.owner_of(session=session, key=key) if key else None
     if owner is None:
-        raise HTTPException(401, "a valid API key is required: Authorization: Bearer <key>",
-                            headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        raise _unauthorized()
     return owner
 
 
-async def limited(request: Request, credentials: Credentials) -> HTTPAuthorizationCredentials | None:
-    """The request's credentials, after counting the request against its key's rate limit."""
-    if credentials is not None:
-        rate_limit: RateLimit = request.app.state.rate_limit
-        await rate_limit.check(keys.digest(credentials.credentials))
-    return credentials
-
-
-LimitedCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(limited)]
-
-
-def current_owner(session: SessionDep, credentials: LimitedCredentials) -> str:
-    return authenticate(session, credentials)
-
-
-def owned(
-    session: Session, credentials: HTTPAuthorizationCredentials | None, model: type[Owned], object_id: str
+def _owned(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, model: type[Owned], object_id: str
 ) -> Owned:
     """The key owner's object; 401 for a bad key, 404 for no such object of this owner."""
-    found = (
-        keys.owned_by_key(session=session, model=model, object_id=object_id, key=credentials.credentials)
-        if credentials
-        else None
-    )
+    key = _counted(request, credentials)
+    if key is None:
+        raise _unauthorized()
+    with new_session() as session:
+        found = keys.owned_by_key(session=session, model=model, object_id=object_id, key=key)
+        if found is None and keys.owner_of(session=session, key=key) is None:
+            raise _unauthorized()
     if found is None:
-        authenticate(session, credentials)
         raise NotFound(f"{'job' if model is tables.Job else 'dataset'} {object_id} not found")
     return found
 
 
-def owned_job(job_id: str, session: SessionDep, credentials: LimitedCredentials) -> tables.Job:
-    return owned(session, credentials, tables.Job, job_id)
+def owned_job(job_id: str, request: Request, credentials: Credentials) -> tables.Job:
+    return _owned(request, credentials, tables.Job, job_id)
 
 
-def owned_dataset(dataset_id: str, session: SessionDep, credentials: LimitedCredentials) -> tables.Dataset:
-    return owned(session, credentials, tables.Dataset, dataset_id)
+def owned_dataset(dataset_id: str, request: Request, credentials: Credentials) -> tables.Dataset:
+    return _owned(request, credentials, tables.Dataset, dataset_id)
 
 
 OwnerDep = Annotated[str, Depends(current_owner)]

@@ -6,8 +6,8 @@ import time
 
 from fastapi import HTTPException
 from limits import parse
-from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 from jobs.settings import Settings
 
@@ -17,22 +17,20 @@ log = logging.getLogger(__name__)
 class RateLimit:
     def __init__(self, settings: Settings) -> None:
         self.limit = parse(settings.rate_limit)
-        # Shared by every serve process on one Redis; per process without one. Async storage:
-        # counting never blocks the event loop nor costs a hop to a worker thread.
-        if settings.executor == "celery":
-            storage = storage_from_string("async+" + settings.broker_url, implementation="redispy")
-        else:
-            storage = storage_from_string("async+memory://")
-        self.limiter = MovingWindowRateLimiter(storage)
+        # Shared by every serve process on one Redis; per process without one.
+        storage = settings.broker_url if settings.executor == "celery" else "memory://"
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage))
 
-    async def check(self, identity: str) -> None:
-        """Count a request of identity (a key's hash); 429 with Retry-After over the limit."""
+    def check(self, identity: str) -> None:
+        """Count a request of identity (a key's hash); 429 with Retry-After over the limit.
+
+        Called in the worker thread that also does the request's database work."""
         try:
-            allowed = await self.limiter.hit(self.limit, identity)
+            allowed = self.limiter.hit(self.limit, identity)
         except Exception:  # its Redis is down: serve rather than fail every request
             log.warning("rate limit storage unavailable; request not counted", exc_info=True)
             return
         if not allowed:
-            reset = (await self.limiter.get_window_stats(self.limit, identity)).reset_time
+            reset = self.limiter.get_window_stats(self.limit, identity).reset_time
             raise HTTPException(429, f"more than {self.limit} requests with this key; slow down",
                                 headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})  # fmt: skip
