@@ -4,7 +4,7 @@ import hashlib
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from api import schemas
 from api.deps import DatasetDep, OwnerDep, SessionDep
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute, parse_json
-from api.routes.jobs import Cursor, decode_cursor, encode_cursor
+from api.pages import Cursor, Limit, page
 from jobs import datasets, tables
 from jobs.db import session_scope
 from jobs.settings import get_settings
@@ -94,19 +94,12 @@ async def upload_dataset(
 def list_datasets(
     owner: OwnerDep,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Limit = 20,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The owner's datasets, newest first; pass next_cursor to get the next page."""
-    query = select(tables.Dataset).where(tables.Dataset.owner == owner).order_by(tables.Dataset.seq.desc())
-    if cursor is not None:
-        query = query.where(tables.Dataset.seq < decode_cursor(cursor))
-    rows = list(session.scalars(query.limit(limit + 1)))
-    more = len(rows) > limit
-    return {
-        "items": [dataset_out(d) for d in rows[:limit]],
-        "next_cursor": encode_cursor(rows[limit - 1].seq) if more else None,
-    }
+    query = select(tables.Dataset).where(tables.Dataset.owner == owner)
+    return page(session, query, tables.Dataset, limit, cursor, dataset_out)
 
 
 @router.get("/{dataset_id}", response_model=schemas.Dataset)

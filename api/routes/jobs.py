@@ -5,7 +5,7 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Header, HTTPException, Response
 from sqlalchemy import select
 
 import model
@@ -13,6 +13,7 @@ from api import schemas
 from api.deps import ExecutorDep, JobDep, OwnerDep, SessionDep
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
+from api.pages import Cursor, Limit, page
 from jobs import datasets, lifecycle, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
@@ -37,18 +38,6 @@ def job_summary(job: tables.Job) -> dict[str, Any]:
 
 def job_out(job: tables.Job) -> dict[str, Any]:
     return {**job_summary(job), "result": job.result}
-
-
-# A page cursor: the creation number of the last item shown; the next page starts below it.
-Cursor = Annotated[str | None, Query(pattern=r"^c[0-9]{1,18}$", description="next_cursor of the previous page")]
-
-
-def encode_cursor(seq: int) -> str:
-    return f"c{seq}"
-
-
-def decode_cursor(cursor: str) -> int:
-    return int(cursor[1:])
 
 
 @router.post("", status_code=202, response_model=schemas.Job,
@@ -117,21 +106,14 @@ def list_jobs(
     owner: OwnerDep,
     session: SessionDep,
     status: schemas.Status | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Limit = 20,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """The owner's jobs, newest first; pass next_cursor to get the next page."""
-    query = select(tables.Job).where(tables.Job.owner == owner).order_by(tables.Job.seq.desc()).limit(limit + 1)
+    query = select(tables.Job).where(tables.Job.owner == owner)
     if status is not None:
         query = query.where(tables.Job.status == status)
-    if cursor is not None:
-        query = query.where(tables.Job.seq < decode_cursor(cursor))
-    rows = list(session.scalars(query))
-    more = len(rows) > limit
-    return {
-        "items": [job_summary(j) for j in rows[:limit]],
-        "next_cursor": encode_cursor(rows[limit - 1].seq) if more else None,
-    }
+    return page(session, query, tables.Job, limit, cursor, job_summary)
 
 
 @router.get("/{job_id}", response_model=schemas.Job)

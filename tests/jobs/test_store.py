@@ -1,8 +1,9 @@
 """The job store and lifecycle on both databases: every transition is one conditional UPDATE."""
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import TypeVar
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from jobs import datasets, keys, lifecycle, migrate
 from jobs.db import make_engine, utcnow
 from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
 from jobs.tables import Dataset, Job
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -30,6 +33,12 @@ def pending(owner: str = "ann", key: str | None = None, request_hash: str = "h")
               hyperparameters={"epochs": 3}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
               idempotency_key=key, request_hash=request_hash)  # fmt: skip
     return job, dataset
+
+
+def concurrently(fn: Callable[[], T], n: int) -> list[T]:
+    """fn's results when n threads call it at once (each with its own session)."""
+    with ThreadPoolExecutor(n) as pool:
+        return [f.result() for f in [pool.submit(fn) for _ in range(n)]]
 
 
 def new_job(session: Session, owner: str = "ann", key: str | None = None, request_hash: str = "h") -> Job:
@@ -117,25 +126,14 @@ def test_dataset_delete_is_refused_while_a_job_uses_it(session_factory) -> None:
 
 
 def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_factory) -> None:  # type: ignore[no-untyped-def]
-    results: list[tuple[str, bool] | Exception] = []
-
-    def submit() -> None:
+    def submit() -> tuple[str, bool]:
         with session_factory() as s:
-            try:
-                job, dataset = pending(key="k1", request_hash="same")
-                stored, created = lifecycle.submit(session=s, job=job, dataset=dataset, max_active=100)
-                results.append((stored.id, created))
-            except Exception as exc:  # noqa: BLE001
-                results.append(exc)
+            job, dataset = pending(key="k1", request_hash="same")
+            stored, created = lifecycle.submit(session=s, job=job, dataset=dataset, max_active=100)
+            return stored.id, created
 
-    threads = [threading.Thread(target=submit) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(isinstance(r, tuple) for r in results), results
-    ids = {r[0] for r in results if isinstance(r, tuple)}
-    assert len(ids) == 1 and sum(1 for r in results if isinstance(r, tuple) and r[1]) == 1
+    results = concurrently(submit, 8)
+    assert len({job_id for job_id, _ in results}) == 1 and sum(created for _, created in results) == 1
     with session_factory() as s, pytest.raises(IdempotencyMismatch):
         new_job(s, key="k1", request_hash="other")
     with session_factory() as s:  # keys are per owner
@@ -168,25 +166,16 @@ def test_migrations_match_the_tables(database_url: str) -> None:
 
 
 def test_the_active_job_quota_holds_under_concurrent_submits(session_factory) -> None:  # type: ignore[no-untyped-def]
-    outcomes: list[str] = []
-    lock = threading.Lock()
-
-    def submit() -> None:
+    def submit() -> str:
         with session_factory() as s:
             job, dataset = pending()
             try:
                 lifecycle.submit(session=s, job=job, dataset=dataset, max_active=3)
-                outcome = "created"
+                return "created"
             except QuotaExceeded:
-                outcome = "refused"
-            with lock:
-                outcomes.append(outcome)
+                return "refused"
 
-    threads = [threading.Thread(target=submit) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = concurrently(submit, 12)
     assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 9
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.owner == "ann")) == 3
