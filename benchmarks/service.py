@@ -74,7 +74,8 @@ async def latency(url: str, key: str, n: int) -> list[float]:
 async def throughput(url: str, key: str, n: int, clients: int) -> float:
     """Jobs per second with `clients` concurrent clients, each submitting and awaiting jobs.
 
-    They poll every 10 ms: at 2 ms the polls of many clients, not the jobs, would load the server."""
+    They poll every 50 ms, as a client waiting for results would (and is still told within a
+    tenth of a second): at 2 ms the polls of many clients, not the jobs, load the server."""
     rng = np.random.default_rng(1)
     bodies = [tiny_job(rng) for _ in range(n)]
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -85,7 +86,7 @@ async def throughput(url: str, key: str, n: int, clients: int) -> float:
 
         async def worker() -> None:
             while not queue.empty():
-                await submit_and_wait(client, queue.get_nowait(), poll=0.01)
+                await submit_and_wait(client, queue.get_nowait(), poll=0.05)
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
@@ -138,7 +139,8 @@ def jobs_rows(url: str, key: str, n_jobs: int, label: str) -> None:
     print(f"| {label} | tiny job submit-to-succeeded | p50 {p50 * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms | < 50 ms |")
     for clients in (8, 16):
         rate = asyncio.run(throughput(url, key, n_jobs, clients))
-        print(f"| {label} | tiny jobs/s, {clients} concurrent clients | {rate:.0f} jobs/s | >= 100 |", flush=True)
+        measure = f"tiny jobs/s, {clients} concurrent clients polling every 50 ms"
+        print(f"| {label} | {measure} | {rate:.0f} jobs/s | >= 100 |", flush=True)
 
 
 def serve(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
