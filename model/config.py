@@ -47,4 +47,10 @@ class TrainResult:
 
 
 class TrainingInputError(ValueError):
-    """The data or the configuration cannot be trained; the message names the problem."""
+    """The data or the configuration cannot be trained; the message names the problem.
+
+    field: the configuration field at fault, where there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field

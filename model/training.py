@@ -107,9 +107,12 @@ def split_sizes(n: int, validation_fraction: float, batch_size: int) -> tuple[in
     """(training points, validation points) of n; TrainingInputError if batch_size does not fit."""
     n_val = round(n * validation_fraction)
     if validation_fraction > 0 and n_val == 0:
-        raise TrainingInputError(f"validation_fraction {validation_fraction} of {n} points is no point")
+        raise TrainingInputError(f"validation_fraction {validation_fraction} of {n} points is no point",
+                                 "validation_fraction")  # fmt: skip
     if batch_size > n - n_val:
-        raise TrainingInputError(f"batch_size {batch_size} is larger than the {n - n_val} training points")
+        raise TrainingInputError(
+            f"batch_size {batch_size} is larger than the {n - n_val} training points", "batch_size"
+        )
     return n - n_val, n_val
 
 

@@ -75,8 +75,7 @@ def submit_job(
     try:
         split_sizes(n_points, hp.validation_fraction, hp.batch_size)
     except model.TrainingInputError as exc:
-        field = "batch_size" if "batch_size" in str(exc) else "validation_fraction"
-        raise invalid(("body", "hyperparameters", field), str(exc)) from exc
+        raise invalid(("body", "hyperparameters", exc.field or ""), str(exc)) from exc
     job, created = lifecycle.submit(
         session=session,
         job=tables.Job(
