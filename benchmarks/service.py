@@ -143,11 +143,11 @@ def jobs_rows(url: str, key: str, n_jobs: int, label: str) -> None:
         print(f"| {label} | {measure} | {rate:.0f} jobs/s | >= 100 |", flush=True)
 
 
-def serve(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str, str]:
+def serve(work: Path, env: dict[str, str], processes: int) -> tuple[subprocess.Popen[bytes], str, str]:
     """A tinytrain serve on a fresh SQLite file in work: the process, its URL and its first key."""
     port = free_port()
     log = work / "serve.log"
-    process = start([str(BIN / "tinytrain"), "serve", "--port", str(port)], env, log)
+    process = start([str(BIN / "tinytrain"), "serve", "--port", str(port), "--processes", str(processes)], env, log)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, "/readyz")
     return process, url, log.read_text().splitlines()[1].strip()
@@ -156,6 +156,7 @@ def serve(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=300, help="jobs in each throughput run")
+    parser.add_argument("--serve-processes", type=int, default=1, help="tinytrain serve --processes")
     args = parser.parse_args()
     print(f"# tinytrain service benchmark ({os.cpu_count()} cores, loopback, SQLite)\n")
     print("| executor | measure | figure | target |\n|---|---|---|---|")
@@ -164,11 +165,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
     env = {**base_env, "TINYTRAIN_DATABASE_URL": f"sqlite:///{work / 'bench.db'}"}
-    process, url, key = serve(work, env)
+    process, url, key = serve(work, env, args.serve_processes)
     # The same uvicorn defaults as serve (access log included), its log to a file too.
     bare_port = free_port()
     bare_app = [str(BIN / "uvicorn"), "--app-dir", str(Path(__file__).parents[1]), "benchmarks.bare_app:app"]
-    bare = start([*bare_app, "--port", str(bare_port)], base_env, work / "bare.log")
+    bare_workers = ["--workers", str(args.serve_processes)]  # served the same way as serve
+    bare = start([*bare_app, "--port", str(bare_port), *bare_workers], base_env, work / "bare.log")
     try:
         jobs_rows(url, key, args.jobs, "local (2 processes)")
         wait_ready(f"http://127.0.0.1:{bare_port}", "/bare/x")
@@ -190,7 +192,7 @@ def main() -> None:
         time.sleep(0.5)
         started = [start([str(BIN / "tinytrain"), "worker", "--concurrency", "1"], env, work / f"worker{i}.log")
                    for i in range(workers)]  # fmt: skip
-        process, url, key = serve(work, env)
+        process, url, key = serve(work, env, args.serve_processes)
         while not all("ready." in (work / f"worker{i}.log").read_text() for i in range(workers)):
             time.sleep(0.2)
         try:

@@ -68,6 +68,7 @@ class Server:
     port: int = field(default_factory=free_port)
     key: str = ""
     process: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -76,8 +77,10 @@ class Server:
     def start(self) -> None:
         log = self.workdir / f"serve-{time.monotonic_ns()}.log"
         with open(log, "w") as out:
-            self.process = subprocess.Popen([str(BIN / "tinytrain"), "serve", "--port", str(self.port)], env=self.env,
-                                            cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            command = [str(BIN / "tinytrain"), "serve", "--port", str(self.port), *self.args]
+            self.process = subprocess.Popen(
+                command, env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             assert self.process.poll() is None, log.read_text()

@@ -76,19 +76,20 @@ def train(
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    processes: Annotated[int, typer.Option(help="HTTP processes (each with its own executor); one per core.")] = 1,
+) -> None:
     """Run the HTTP API with its executor (TINYTRAIN_EXECUTOR); migrates the database first."""
     import uvicorn  # noqa: PLC0415
 
-    from api.app import create_app  # noqa: PLC0415
-    from worker.executor import make_executor  # noqa: PLC0415
-
-    settings = _migrated()
+    _migrated()
     with session_scope() as session:
         if not keys.any_key(session=session):
             key = keys.create(session=session, owner="default")
             typer.echo(f"No API key existed, so one was made for owner 'default' (it is shown only now):\n{key}")
-    uvicorn.run(create_app(make_executor(settings)), host=host, port=port, log_level="info")
+    uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, workers=processes, log_level="info")
 
 
 @app.command()

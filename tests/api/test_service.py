@@ -4,11 +4,12 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from tests.api.helpers import assert_all_finite, sine_points, wait_for
-from tests.conftest import Server
+from tests.conftest import Server, server_env
 from tests.reference import NAMES, plain_train
 
 INIT = {"w11": 0.7, "w12": -1.1, "b11": 0.2, "b12": 0.4, "w21": 0.9, "w22": -0.6, "b2": 0.1}
@@ -130,6 +131,19 @@ def test_serve_killed_mid_job_and_restarted_finishes_the_job(make_server: Callab
     with server.client() as c:
         job = wait_for(c, job_id, "succeeded", timeout=120)
         assert job["attempts"] == 2 and job["result"]["epochs_completed"] == 600
+
+
+def test_serve_with_two_processes_shares_one_database(tmp_path: Path) -> None:
+    server = Server(tmp_path, server_env(tmp_path), args=("--processes", "2"))
+    server.start()
+    try:
+        with server.client() as c:
+            ids = [c.post("/v1/jobs", json={"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}).json()["id"]
+                   for _ in range(6)]  # fmt: skip
+            assert all(wait_for(c, job_id, "succeeded")["attempts"] == 1 for job_id in ids)
+            assert {j["id"] for j in c.get("/v1/jobs").json()["items"]} == set(ids)
+    finally:
+        server.stop()
 
 
 def test_healthz_and_readyz(make_server: Callable[..., Server]) -> None:
