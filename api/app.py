@@ -13,7 +13,7 @@ from api.ratelimit import RateLimit
 from api.routes import datasets, jobs, service
 from jobs import db, lifecycle
 from jobs.settings import get_settings
-from worker.executor import Executor, make_executor
+from worker.executor import make_executor
 from worker.reaper import Reaper
 
 DESCRIPTION = """Send (x, y) points and hyperparameters; workers train a 1-2-1 network
@@ -23,14 +23,11 @@ return the seven parameters w11, w12, b11, b12, w21, w22, b2 with the loss histo
 Every `/v1` route needs `Authorization: Bearer <api key>`."""
 
 
-def app_from_settings() -> FastAPI:
-    """The app with the executor TINYTRAIN_EXECUTOR names (what each `serve` process runs)."""
-    return create_app(make_executor(get_settings()))
-
-
-def create_app(executor: Executor) -> FastAPI:
-    """The app, dispatching through executor (started, recovered and reaped with the app)."""
+def create_app() -> FastAPI:
+    """The app of one `serve` process, with the executor TINYTRAIN_EXECUTOR names (started,
+    recovered and reaped with the app)."""
     settings = get_settings()
+    executor = make_executor(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

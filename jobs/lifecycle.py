@@ -24,6 +24,15 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded"
 ACTIVE = (QUEUED, RUNNING)
 
 
+# The Celery queue of each device choice: gpu workers read gpu, cpu workers cpu, both read train.
+QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}
+
+
+def queue_of(hyperparameters: dict[str, Any]) -> str:
+    """The queue a job is sent to, from its device."""
+    return QUEUES[hyperparameters.get("device", "auto")]
+
+
 def new_id(prefix: str) -> str:
     """An opaque id with a type prefix, e.g. job_3f9c..."""
     return f"{prefix}_{secrets.token_hex(12)}"
@@ -136,12 +145,12 @@ def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
                 error_message=f"the job's worker was lost {max_attempts} times")
     )  # fmt: skip
     requeued = [
-        (row.id, row.queue)
+        (row.id, queue_of(row.hyperparameters))
         for row in session.execute(
             update(Job)
             .where(expired, Job.attempts < max_attempts)
             .values(status=QUEUED, lease_expires_at=None)
-            .returning(Job.id, Job.queue)
+            .returning(Job.id, Job.hyperparameters)
         )
     ]
     session.commit()
@@ -150,8 +159,8 @@ def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
 
 def queued(*, session: Session) -> list[tuple[str, str]]:
     """(id, queue) of all queued jobs, oldest first (to dispatch again after a restart)."""
-    rows = session.execute(select(Job.id, Job.queue).where(Job.status == QUEUED).order_by(Job.seq))
-    return [(row.id, row.queue) for row in rows]
+    rows = session.execute(select(Job.id, Job.hyperparameters).where(Job.status == QUEUED).order_by(Job.seq))
+    return [(row.id, queue_of(row.hyperparameters)) for row in rows]
 
 
 def submit(*, session: Session, job: Job, max_active: int, dataset: Dataset | None = None) -> tuple[Job, bool]:

@@ -69,7 +69,6 @@ class Job(Base):
     dataset_id: Mapped[str] = mapped_column(String(40), index=True)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # all resolved, seed included
     max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
-    queue: Mapped[str] = mapped_column(String(16))  # gpu, cpu or train (device cuda, cpu, auto)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

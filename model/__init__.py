@@ -1,7 +1,7 @@
 """The 1-2-1 network and its training engines: numbers in, seven parameters and loss history out."""
 
 from model.config import PARAMETER_NAMES, EarlyStopping, TrainConfig, TrainingInputError, TrainResult
-from model.training import predict, resolve_device, train, warm_up
+from model.training import predict, train, warm_up
 
 __all__ = [
     "PARAMETER_NAMES",
@@ -10,7 +10,6 @@ __all__ = [
     "TrainResult",
     "TrainingInputError",
     "predict",
-    "resolve_device",
     "train",
     "warm_up",
 ]

@@ -89,7 +89,7 @@ def serve(
         if not keys.any_key(session=session):
             key = keys.create(session=session, owner="default")
             typer.echo(f"No API key existed, so one was made for owner 'default' (it is shown only now):\n{key}")
-    uvicorn.run("api.app:app_from_settings", factory=True, host=host, port=port, workers=processes, log_level="info")
+    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=processes, log_level="info")
 
 
 @app.command()

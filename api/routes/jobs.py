@@ -21,8 +21,6 @@ from model.training import split_sizes
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
-QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}  # the Celery queue of each device choice
-
 
 def job_summary(job: tables.Job) -> dict[str, Any]:
     return {
@@ -80,7 +78,7 @@ def submit_job(
         session=session,
         job=tables.Job(
             id=lifecycle.new_id("job"), owner=owner, name=body.name, status=lifecycle.QUEUED, dataset_id=dataset_id,
-            hyperparameters=hp.model_dump(), max_runtime_seconds=body.max_runtime_seconds, queue=QUEUES[hp.device],
+            hyperparameters=hp.model_dump(), max_runtime_seconds=body.max_runtime_seconds,
             attempts=0, cancel_requested=False, epochs_completed=0, result=None, idempotency_key=idempotency_key,
             request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
         ),
@@ -89,7 +87,7 @@ def submit_job(
     )  # fmt: skip
     if created:
         try:
-            executor.dispatch(job.id, job.queue)
+            executor.dispatch(job.id, lifecycle.queue_of(job.hyperparameters))
         except Exception as exc:
             # The queue is down: take the job back rather than leave one that never runs.
             lifecycle.withdraw(session=session, job=job, with_dataset=inline is not None)

@@ -30,7 +30,7 @@ def pending(owner: str = "ann", key: str | None = None, request_hash: str = "h")
     """A new queued job and the dataset sent with it, not yet stored."""
     dataset = datasets.build(owner=owner, x=np.array([0.0, 1.0, 2.0]), y=np.array([1.0, 0.0, 1.0]), name=None)
     job = Job(id=lifecycle.new_id("job"), owner=owner, name=None, status=lifecycle.QUEUED, dataset_id=dataset.id,
-              hyperparameters={"epochs": 3}, queue="train", attempts=0, cancel_requested=False, epochs_completed=0,
+              hyperparameters={"epochs": 3}, attempts=0, cancel_requested=False, epochs_completed=0,
               idempotency_key=key, request_hash=request_hash)  # fmt: skip
     return job, dataset
 

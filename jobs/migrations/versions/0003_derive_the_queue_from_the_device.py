@@ -1,0 +1,26 @@
+"""derive the queue from the device
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-27 09:08:27.966141
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.drop_column("queue")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("queue", sa.VARCHAR(length=16), nullable=False, server_default="train"))
