@@ -180,9 +180,11 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{bare_port}", "/bare/x")
         job_id = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()["items"][0]["id"]
         ours = read_rate(f"{url}/v1/jobs/{job_id}", {"Authorization": f"Bearer {key}"})
-        base = read_rate(f"http://127.0.0.1:{bare_port}/bare/{job_id}", {})
-        print(f"| local | GET /v1/jobs/{{id}} vs a bare FastAPI endpoint | {ours:.0f} vs {base:.0f} req/s, "
-              f"ratio {ours / base:.2f} | >= 0.70 |")  # fmt: skip
+        for path, kind in (("bare", "a bare `def` FastAPI endpoint"), ("bare-async", "a bare `async def` one")):
+            base = read_rate(f"http://127.0.0.1:{bare_port}/{path}/{job_id}", {})
+            target = ">= 0.70" if path == "bare" else "FastAPI's floor, for scale"
+            print(f"| local | GET /v1/jobs/{{id}} vs {kind} | {ours:.0f} vs {base:.0f} req/s, "
+                  f"ratio {ours / base:.2f} | {target} |")  # fmt: skip
     finally:
         stop([process, bare])
 

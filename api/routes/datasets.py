@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from api import schemas
 from api.deps import DatasetDep, OwnerDep, SessionDep
@@ -34,7 +34,7 @@ _UPLOAD_BODY = {
 }
 
 
-def dataset_out(d: tables.Dataset) -> dict[str, Any]:
+def dataset_out(d: tables.Dataset | Row[Any]) -> dict[str, Any]:
     return {"id": d.id, "name": d.name, "n_points": d.n_points, "x_min": d.x_min, "x_max": d.x_max,
             "y_min": d.y_min, "y_max": d.y_max, "sha256": d.sha256, "created_at": d.created_at}  # fmt: skip
 

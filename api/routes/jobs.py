@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Response
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 import model
 from api import schemas
@@ -22,7 +22,7 @@ from model.training import split_sizes
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
 
-def job_summary(job: tables.Job) -> dict[str, Any]:
+def job_summary(job: tables.Job | Row[Any]) -> dict[str, Any]:
     return {
         "id": job.id, "name": job.name, "status": job.status, "dataset_id": job.dataset_id,
         "hyperparameters": job.hyperparameters, "max_runtime_seconds": job.max_runtime_seconds,
@@ -34,7 +34,7 @@ def job_summary(job: tables.Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def job_out(job: tables.Job) -> dict[str, Any]:
+def job_out(job: tables.Job | Row[Any]) -> dict[str, Any]:
     return {**job_summary(job), "result": job.result}
 
 
@@ -126,10 +126,11 @@ def cancel_job(job: JobDep, session: SessionDep) -> dict[str, Any]:
     return job_out(lifecycle.cancel(session=session, owner=job.owner, job_id=job.id))
 
 
-def _succeeded(job: tables.Job) -> dict[str, Any]:
+def _succeeded(job: Row[Any]) -> dict[str, Any]:
     if job.status != lifecycle.SUCCEEDED or job.result is None:
         raise Conflict(f"job {job.id} is {job.status}: there is a result once it has succeeded")
-    return job.result
+    result: dict[str, Any] = job.result
+    return result
 
 
 @router.get("/{job_id}/result", response_model=schemas.Result, responses=error(409, "The job has not succeeded."))
