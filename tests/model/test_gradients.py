@@ -34,11 +34,18 @@ def autograd_gradient(x: Array, y: Array, theta: Array) -> tuple[Array, Array, A
     tt = torch.tensor(theta, dtype=torch.float64)
     jac = torch.autograd.functional.jacobian(point_losses, tt)  # type: ignore[no-untyped-call]  # [n, 7]
     with torch.no_grad():
-        g = 2 / len(x) * (tt[4] * sigmoid(tt[0] * xt + tt[2]) + tt[5] * sigmoid(tt[1] * xt + tt[3]) + tt[6] - yt)
+        u1, u2 = sigmoid(tt[0] * xt + tt[2]), sigmoid(tt[1] * xt + tt[3])
+        g = 2 / len(x) * (tt[4] * u1 + tt[5] * u2 + tt[6] - yt)
         reach = torch.stack([(g * tt[4] * xt).abs().sum(), (g * tt[5] * xt).abs().sum(),
                              (g * tt[4]).abs().sum(), (g * tt[5]).abs().sum()])  # fmt: skip
+        # The residual yhat - y is itself a sum that may cancel: it is only defined to a few ulps
+        # of its terms' size, and any order of summing them (the engine's is another) is as right.
+        size = 2 / len(x) * ((tt[4] * u1).abs() + (tt[5] * u2).abs() + tt[6].abs() + yt.abs())
+        s1, s2 = u1 * (1 - u1), u2 * (1 - u2)
+        dyhat = torch.stack([tt[4] * s1 * xt, tt[5] * s2 * xt, tt[4] * s1, tt[5] * s2, u1, u2, torch.ones_like(u1)])
+        residual_rounding = 4 * torch.finfo(torch.float64).eps * (size * dyhat.abs()).sum(1)
     # Values near the subnormal range (below 2^-1000) count as zero, also after x amplified them.
-    floor = torch.full((7,), 2.0**-1000, dtype=torch.float64)
+    floor = torch.full((7,), 2.0**-1000, dtype=torch.float64) + residual_rounding
     floor[:4] += 2.0**-1000 * reach
     return jac.sum(0).numpy(), jac.abs().sum(0).numpy(), floor.numpy()
 
