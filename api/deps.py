@@ -6,17 +6,17 @@ that checks the key. They are async, and read SQLite on the event loop (see _rea
 job is the hottest request, and a hop to a worker thread would cost it more than all its work."""
 
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import FromClause, Row
+from sqlalchemy import FromClause
 from sqlalchemy.orm import Session
 
 from api.ratelimit import RateLimit
 from jobs import keys, tables
-from jobs.db import get_engine, new_session
+from jobs.db import Record, get_engine, new_session
 from jobs.errors import NotFound
 from worker.executor import Executor
 
@@ -64,41 +64,35 @@ async def _counted_key(request: Request, credentials: HTTPAuthorizationCredentia
     return credentials.credentials
 
 
-def _owner_of(key: str) -> str | None:
-    with get_engine().connect() as conn:
-        return keys.owner_of(conn=conn, key=key)
-
-
 async def current_owner(request: Request, credentials: Credentials) -> str:
     """The owner of the request's API key; 401 without a valid one."""
-    owner = await _read(_owner_of, await _counted_key(request, credentials))
+    owner = await _read(keys.owner_of, await _counted_key(request, credentials))
     if owner is None:
         raise _unauthorized()
     return owner
 
 
-def _owned(table: FromClause, object_id: str, key: str) -> Row[Any]:
+def _owned(table: FromClause, object_id: str, key: str) -> Record:
     """The key owner's row; 401 for a bad key, 404 for no such object of this owner."""
-    with get_engine().connect() as conn:
-        found = keys.owned_by_key(conn=conn, table=table, object_id=object_id, key=key)
-        if found is None and keys.owner_of(conn=conn, key=key) is None:
-            raise _unauthorized()
+    found = keys.owned_by_key(table=table, object_id=object_id, key=key)
+    if found is None and keys.owner_of(key) is None:
+        raise _unauthorized()
     if found is None:
         raise NotFound(f"{'job' if table is tables.Job.__table__ else 'dataset'} {object_id} not found")
     return found
 
 
-async def owned_job(job_id: str, request: Request, credentials: Credentials) -> Row[Any]:
+async def owned_job(job_id: str, request: Request, credentials: Credentials) -> Record:
     return await _read(_owned, tables.Job.__table__, job_id, await _counted_key(request, credentials))
 
 
-async def owned_dataset(dataset_id: str, request: Request, credentials: Credentials) -> Row[Any]:
+async def owned_dataset(dataset_id: str, request: Request, credentials: Credentials) -> Record:
     return await _read(_owned, tables.Dataset.__table__, dataset_id, await _counted_key(request, credentials))
 
 
 OwnerDep = Annotated[str, Depends(current_owner)]
-JobDep = Annotated[Row[Any], Depends(owned_job)]
-DatasetDep = Annotated[Row[Any], Depends(owned_dataset)]
+JobDep = Annotated[Record, Depends(owned_job)]
+DatasetDep = Annotated[Record, Depends(owned_dataset)]
 
 
 def get_executor(request: Request) -> Executor:

@@ -4,12 +4,11 @@ import functools
 import hashlib
 import hmac
 import secrets
-from typing import Any
 
-from sqlalchemy import Connection, FromClause, Row, Select, bindparam, select, update
+from sqlalchemy import FromClause, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from jobs.db import utcnow
+from jobs.db import AnySelect, Record, fetch_one, utcnow
 from jobs.tables import ApiKey
 
 
@@ -33,15 +32,15 @@ _OWNER_OF = select(ApiKey.owner, ApiKey.key_hash).where(
 )
 
 
-def owner_of(*, conn: Connection, key: str) -> str | None:
+def owner_of(key: str) -> str | None:
     """The owner of a valid, unrevoked key, else None."""
     hashed = digest(key)
-    row = conn.execute(_OWNER_OF, {"digest": hashed}).one_or_none()
+    row = fetch_one(_OWNER_OF, {"digest": hashed})
     return row.owner if row is not None and hmac.compare_digest(row.key_hash, hashed) else None
 
 
 @functools.cache
-def _owned_statement(table: FromClause) -> Select[Any]:
+def _owned_statement(table: FromClause) -> AnySelect:
     # Every column but a dataset's points: a read of the object never needs them.
     columns = [c for c in table.columns if c.name != "points"]
     return (
@@ -51,13 +50,11 @@ def _owned_statement(table: FromClause) -> Select[Any]:
     )
 
 
-def owned_by_key(*, conn: Connection, table: FromClause, object_id: str, key: str) -> Row[Any] | None:
+def owned_by_key(*, table: FromClause, object_id: str, key: str) -> Record | None:
     """The row of table (jobs or datasets) with this id if it belongs to the owner of this valid
-    key, in one query; else None.
-
-    Core, not the ORM, and one query instead of authenticate-then-fetch: reading a job is the
-    hottest request, and the ORM would take most of its time."""
-    return conn.execute(_owned_statement(table), {"digest": digest(key), "id": object_id}).one_or_none()
+    key, in one query; else None. One query instead of authenticate-then-fetch: reading a job is
+    the hottest request."""
+    return fetch_one(_owned_statement(table), {"digest": digest(key), "id": object_id})
 
 
 def any_key(*, session: Session) -> bool:

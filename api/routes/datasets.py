@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
-from sqlalchemy import Row, select
+from sqlalchemy import select
 
 from api import schemas
 from api.deps import DatasetDep, OwnerDep, SessionDep
@@ -16,7 +16,7 @@ from api.errors import error, invalid
 from api.jsonbody import JSONRoute, parse_json
 from api.pages import Cursor, Limit, page
 from jobs import datasets, tables
-from jobs.db import session_scope
+from jobs.db import Record, session_scope
 from jobs.settings import get_settings
 from model.csvdata import CsvError, parse_points
 
@@ -34,7 +34,7 @@ _UPLOAD_BODY = {
 }
 
 
-def dataset_out(d: tables.Dataset | Row[Any]) -> dict[str, Any]:
+def dataset_out(d: tables.Dataset | Record) -> dict[str, Any]:
     return {"id": d.id, "name": d.name, "n_points": d.n_points, "x_min": d.x_min, "x_max": d.x_max,
             "y_min": d.y_min, "y_max": d.y_max, "sha256": d.sha256, "created_at": d.created_at}  # fmt: skip
 

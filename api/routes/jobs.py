@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Response
-from sqlalchemy import Row, select
+from sqlalchemy import select
 
 import model
 from api import schemas
@@ -15,6 +15,7 @@ from api.errors import error, invalid
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, page
 from jobs import datasets, lifecycle, tables
+from jobs.db import Record
 from jobs.errors import Conflict
 from jobs.settings import get_settings
 from model.training import split_sizes
@@ -22,7 +23,7 @@ from model.training import split_sizes
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
 
-def job_summary(job: tables.Job | Row[Any]) -> dict[str, Any]:
+def job_summary(job: tables.Job | Record) -> dict[str, Any]:
     return {
         "id": job.id, "name": job.name, "status": job.status, "dataset_id": job.dataset_id,
         "hyperparameters": job.hyperparameters, "max_runtime_seconds": job.max_runtime_seconds,
@@ -34,7 +35,7 @@ def job_summary(job: tables.Job | Row[Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def job_out(job: tables.Job | Row[Any]) -> dict[str, Any]:
+def job_out(job: tables.Job | Record) -> dict[str, Any]:
     return {**job_summary(job), "result": job.result}
 
 
@@ -126,7 +127,7 @@ def cancel_job(job: JobDep, session: SessionDep) -> dict[str, Any]:
     return job_out(lifecycle.cancel(session=session, owner=job.owner, job_id=job.id))
 
 
-def _succeeded(job: Row[Any]) -> dict[str, Any]:
+def _succeeded(job: Record) -> dict[str, Any]:
     if job.status != lifecycle.SUCCEEDED or job.result is None:
         raise Conflict(f"job {job.id} is {job.status}: there is a result once it has succeeded")
     result: dict[str, Any] = job.result

@@ -8,22 +8,31 @@ from typing import TypeVar
 import numpy as np
 import pytest
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
-from jobs import datasets, keys, lifecycle, migrate
-from jobs.db import make_engine, utcnow
+from jobs import datasets, db, keys, lifecycle, migrate, tables
+from jobs.db import get_engine, make_engine, new_session, utcnow
 from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
+from jobs.settings import get_settings
 from jobs.tables import Dataset, Job
 
 T = TypeVar("T")
 
 
+def _reset_process_engine() -> None:
+    get_engine().dispose()
+    for cached in (get_settings, get_engine, db._sessions):
+        cached.cache_clear()
+
+
 @pytest.fixture
-def session_factory(database_url: str) -> Iterator[type[Session] | object]:
+def session_factory(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Session]]:
+    """Sessions of the process's engine (what the service uses), pointed at database_url."""
     migrate.upgrade(database_url)
-    engine = make_engine(database_url)
-    yield lambda: Session(engine, expire_on_commit=False)
-    engine.dispose()
+    monkeypatch.setenv("TINYTRAIN_DATABASE_URL", database_url)
+    _reset_process_engine()
+    yield new_session
+    _reset_process_engine()
 
 
 def pending(owner: str = "ann", key: str | None = None, request_hash: str = "h") -> tuple[Job, Dataset]:
@@ -143,12 +152,35 @@ def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_fa
 def test_keys_are_stored_hashed_and_revocable(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         key = keys.create(session=s, owner="ann")
-        assert keys.owner_of(conn=s.connection(), key=key) == "ann"
-        assert keys.owner_of(conn=s.connection(), key=key + "x") is None
+        assert keys.owner_of(key) == "ann"
+        assert keys.owner_of(key + "x") is None
         stored = keys.list_keys(session=s)
         assert all(key not in (k.key_hash, k.prefix) for k in stored)
         assert keys.revoke(session=s, prefix=key[:10]) == 1
-        assert keys.owner_of(conn=s.connection(), key=key) is None
+        assert keys.owner_of(key) is None
+
+
+def test_owned_reads_match_the_orm_and_check_the_key(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        ann, bob = keys.create(session=s, owner="ann"), keys.create(session=s, owner="bob")
+        job = new_job(s)
+        lifecycle.claim(session=s, job_id=job.id, lease_seconds=30)
+        result = {"parameters": {"w11": 0.5}, "loss_history": [1.0, 0.5]}
+        s.execute(update(Job).where(Job.id == job.id).values(result=result))
+        s.commit()
+        stored = s.scalar(select(Job).where(Job.id == job.id).options(undefer(Job.result)))
+    read = keys.owned_by_key(table=tables.Job.__table__, object_id=job.id, key=ann)
+    assert read is not None and stored is not None
+    # The same values and types as the ORM's: JSON decoded, datetimes timezone-aware.
+    assert {c: getattr(read, c) for c in vars(read)} == {c: getattr(stored, c) for c in vars(read)}
+    assert read.result == result and read.started_at.tzinfo is not None and read.finished_at is None
+    assert keys.owned_by_key(table=tables.Job.__table__, object_id=job.id, key=bob) is None  # another owner's
+    assert keys.owned_by_key(table=tables.Job.__table__, object_id="job_nope", key=ann) is None
+    dataset = keys.owned_by_key(table=tables.Dataset.__table__, object_id=job.dataset_id, key=ann)
+    assert dataset is not None and dataset.n_points == 3 and not hasattr(dataset, "points")
+    with session_factory() as s:
+        keys.revoke(session=s, prefix=ann[:10])
+    assert keys.owned_by_key(table=tables.Job.__table__, object_id=job.id, key=ann) is None
 
 
 def test_migrations_match_the_tables(database_url: str) -> None:
