@@ -40,11 +40,9 @@ def main() -> None:
         processes.append(start([str(BIN / "tinytrain"), "serve", "--port", str(port)], env, work / "serve.log"))
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, "/readyz")
-        keys = [subprocess.run([str(BIN / "tinytrain"), "keys", "create", "--owner", f"user{i % 10}"], env=env,
-                               cwd=work, capture_output=True, text=True, check=True).stdout.strip()
-                for i in range(10)]  # fmt: skip
+        keys = make_keys(env, args.users)
         for i in range(args.workers):
-            processes.append(start([str(BIN / "tinytrain"), "worker", "--concurrency", "1"], env, work / f"w{i}.log"))
+            processes.append(start([str(BIN / "tinytrain"), "worker"], env, work / f"w{i}.log"))
         while not all("ready." in (work / f"w{i}.log").read_text() for i in range(args.workers)):
             time.sleep(0.2)
         locust = subprocess.run(
@@ -57,6 +55,17 @@ def main() -> None:
         sys.exit(locust.returncode or (0 if all_succeeded else 1))
     finally:
         stop(processes)
+
+
+def make_keys(env: dict[str, str], users: int) -> list[str]:
+    """One key per user (so each user's requests count against its own rate limit), 10 owners."""
+    from sqlalchemy.orm import Session  # noqa: PLC0415
+
+    from jobs import keys  # noqa: PLC0415
+    from jobs.db import make_engine  # noqa: PLC0415
+
+    with Session(make_engine(env["TINYTRAIN_DATABASE_URL"])) as session:
+        return [keys.create(session=session, owner=f"user{i % 10}") for i in range(users)]
 
 
 def report(url: str, env: dict[str, str], work: Path) -> bool:
