@@ -127,7 +127,7 @@ def test_80_concurrent_jobs_from_16_clients_with_2_workers(celery_stack: Callabl
 
 
 def test_rate_limit_is_counted_in_redis_across_serve_processes(celery_stack: Callable[..., Stack]) -> None:
-    stack = celery_stack(workers=0, rate_limit="10/minute")
+    stack = celery_stack(workers=0, rate_limit="10/day")  # one window: see test_api4_rate_limit_per_key
     second = Server(stack.workdir, stack.env, key=stack.server.key)
     second.start()
     try:
