@@ -37,7 +37,7 @@ def create_app() -> FastAPI:
             backlog = lifecycle.queued(session=session)
         for job_id, queue in backlog:  # queued before a restart: their dispatch may be lost
             executor.dispatch(job_id, queue)
-        reaper = Reaper(executor.dispatch, interval=min(settings.lease_seconds / 2, 5.0))
+        reaper = Reaper(executor.dispatch)
         reaper.start()
         yield
         reaper.stop()

@@ -5,7 +5,7 @@ rate limit and authenticates the key; JobDep and DatasetDep fetch the object in 
 that checks the key. They are async, and read SQLite on the event loop (see _read): reading a
 job is the hottest request, and a hop to a worker thread would cost it more than all its work."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, HTTPException, Request
@@ -27,8 +27,8 @@ bearer = HTTPBearer(auto_error=False, description="An API key from `tinytrain ke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-async def get_session() -> AsyncIterator[Session]:
-    # async: making and closing a Session does no I/O, so it needs no hop to a worker thread.
+def get_session() -> Iterator[Session]:
+    # Not async: closing may roll back over the network (PostgreSQL), so FastAPI runs it in a thread.
     session = new_session()
     try:
         yield session
@@ -78,7 +78,7 @@ def _owned(table: FromClause, object_id: str, key: str) -> Record:
     if found is None and keys.owner_of(key) is None:
         raise _unauthorized()
     if found is None:
-        raise NotFound(f"{'job' if table is tables.Job.__table__ else 'dataset'} {object_id} not found")
+        raise NotFound(f"{table.description.removesuffix('s')} {object_id} not found")  # jobs -> job
     return found
 
 

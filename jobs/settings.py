@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     max_work: int = Field(10**11, ge=1, description="Most points x epochs of one job.")
     max_active_jobs_per_owner: int = Field(100, ge=1, description="Most queued + running jobs of one owner (429).")
     rate_limit: str = Field("50/second", description="Requests per API key, e.g. 40/second or 600/minute (429).")
-    request_threads: int = Field(4, ge=1, description="Threads serving requests' database work.")
+    request_threads: int = Field(4, ge=1, description="Threads running the sync routes (writes, lists, predict).")
     progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")
 
 

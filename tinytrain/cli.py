@@ -95,7 +95,7 @@ def serve(
 @app.command()
 def worker(
     queues: Annotated[str | None, typer.Option(help="Default: gpu,train with a GPU, else cpu,train.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Training processes (CPU); one per GPU.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Training threads: one per core (CPU), one per GPU.")] = None,
 ) -> None:
     """Run a Celery worker for this machine: warm the engine, then take jobs from Redis."""
     import os  # noqa: PLC0415
@@ -104,7 +104,7 @@ def worker(
     from worker.celery_app import app as celery  # noqa: PLC0415
 
     gpu = cuda_available()
-    model.warm_up()  # compiled before any job arrives; forked pool processes inherit it
+    model.warm_up()  # compiled before any job arrives; the pool's threads share it
     args = ["worker", "--queues", queues or ("gpu,train" if gpu else "cpu,train"), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle", "--hostname", f"tinytrain-{os.getpid()}@%h"]  # fmt: skip
     # Threads, never forked processes: a fork after CUDA is initialised breaks CUDA, and the

@@ -8,32 +8,35 @@ from typing import Any
 
 import redis
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown
 from kombu.entity import Queue
 
+from jobs import lifecycle
 from jobs.settings import Settings, get_settings
-from worker.process import die_with_parent
 from worker.reaper import Reaper
 from worker.run import run_job
 
-QUEUES = ("gpu", "cpu", "train")  # device cuda, cpu, auto
+QUEUES = tuple(lifecycle.QUEUES.values())
 
 
 def make_app(settings: Settings) -> Celery:
     app = Celery("tinytrain", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
-        # Ack after run_job returns: a worker that dies mid-job leaves the message to be delivered again.
+        # Ack after run_job returns: a worker that dies mid-job leaves the message to be delivered
+        # again (reject on worker lost says the same for a pool process that dies, should a pool
+        # that forks ever be used; `tinytrain worker` runs threads).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        # One message at a time per process: a prefetched job would wait behind a long one.
+        # One message at a time per pool thread: a prefetched job would wait behind a long one.
         worker_prefetch_multiplier=1,
         # Redis redelivers an unacked message after this; it must exceed the longest run (a lost
         # worker is found sooner by its lease, and the reaper sends the job again).
         broker_transport_options={"visibility_timeout": 7 * 24 * 3600},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
-        # On a lost broker connection the unacked message comes back: stop the run rather than
-        # let two runs of one job go on (the lease brings it back if nobody else takes it).
+        # On a lost broker connection the unacked message comes back. Celery cancels the running
+        # task where its pool can (a thread cannot be stopped: that run goes on, and the claim's
+        # conditional UPDATE keeps the redelivered message from starting a second run).
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # A typo in a queue name must fail, not create a queue no worker reads.
         task_create_missing_queues=False,
@@ -79,18 +82,13 @@ class CeleryExecutor:
         pass
 
 
-def _dispatch(job_id: str, queue: str) -> None:
-    app.send_task("jobs.train", args=[job_id], queue=queue)
-
-
 _reaper: Reaper | None = None
 
 
 @worker_ready.connect
 def _start_reaper(**_: Any) -> None:
     global _reaper
-    settings = get_settings()
-    _reaper = Reaper(_dispatch, interval=min(settings.lease_seconds / 2, 5.0))
+    _reaper = Reaper(CeleryExecutor(get_settings()).dispatch)
     _reaper.start()
 
 
@@ -98,8 +96,3 @@ def _start_reaper(**_: Any) -> None:
 def _stop_reaper(**_: Any) -> None:
     if _reaper is not None:
         _reaper.stop()
-
-
-@worker_process_init.connect
-def _init_pool_process(**_: Any) -> None:
-    die_with_parent()

@@ -1,6 +1,9 @@
 """The local executor: a process pool owned by `serve`, so training never blocks a request."""
 
+import ctypes
 import multiprocessing
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -9,14 +12,16 @@ from typing import TypeVar
 
 import model
 from model.training import cuda_available
-from worker.process import die_with_parent
 from worker.run import run_job
 
 T = TypeVar("T")
 
 
 def _init_process() -> None:
-    die_with_parent()
+    # Linux kills the process when serve dies: it must not go on training an attempt that the
+    # lease has handed to a new run.
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     model.warm_up()
 
 

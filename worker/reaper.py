@@ -20,11 +20,11 @@ def reap_once(dispatch: Callable[[str, str], None]) -> None:
 
 
 class Reaper(threading.Thread):
-    """reap_once every interval seconds until stop(); errors are logged, not fatal."""
+    """reap_once every half lease (at most 5 s) until stop(); errors are logged, not fatal."""
 
-    def __init__(self, dispatch: Callable[[str, str], None], interval: float) -> None:
+    def __init__(self, dispatch: Callable[[str, str], None]) -> None:
         super().__init__(name="tinytrain-reaper", daemon=True)
-        self.dispatch, self.interval = dispatch, interval
+        self.dispatch, self.interval = dispatch, min(get_settings().lease_seconds / 2, 5.0)
         self._stopped = threading.Event()
 
     def run(self) -> None:

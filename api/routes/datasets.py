@@ -13,14 +13,14 @@ from sqlalchemy import select
 from api import schemas
 from api.deps import DatasetDep, OwnerDep, SessionDep
 from api.errors import error, invalid
-from api.jsonbody import JSONRoute, parse_json
+from api.jsonbody import parse_json
 from api.pages import Cursor, Limit, page
 from jobs import datasets, tables
 from jobs.db import Record, session_scope
 from jobs.settings import get_settings
 from model.csvdata import CsvError, parse_points
 
-router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=JSONRoute)
+router = APIRouter(prefix="/datasets", tags=["datasets"])
 
 _NUMBER = r"-?[0-9]{1,9}(\.[0-9]{1,9})?"
 CSV_PATTERN = rf"^(x,y\r?\n)?({_NUMBER},{_NUMBER}\r?\n)+$"

@@ -122,9 +122,9 @@ async def get_job(job: JobDep) -> dict[str, Any]:
 
 @router.post("/{job_id}/cancel", status_code=202, response_model=schemas.Job,
              responses=error(409, "The job has already finished."))  # fmt: skip
-def cancel_job(job: JobDep, session: SessionDep) -> dict[str, Any]:
+def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep) -> dict[str, Any]:
     """A queued job never starts; a running one stops within a second and ends cancelled."""
-    return job_out(lifecycle.cancel(session=session, owner=job.owner, job_id=job.id))
+    return job_out(lifecycle.cancel(session=session, owner=owner, job_id=job_id))
 
 
 def _succeeded(job: Record) -> dict[str, Any]:
