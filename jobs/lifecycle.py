@@ -188,9 +188,13 @@ def submit(*, session: Session, job: Job, max_active: int, dataset: Dataset | No
         raise
 
 
-def withdraw(*, session: Session, job: Job, with_dataset: bool) -> None:
-    """Delete a job whose dispatch failed, and with_dataset the dataset sent inline with it."""
-    session.execute(delete(Job).where(Job.id == job.id, Job.status == QUEUED, Job.attempts == 0))
-    if with_dataset:
+def withdraw(*, session: Session, job: Job, with_dataset: bool) -> bool:
+    """Delete a job whose dispatch failed, and with_dataset the dataset sent inline with it;
+    False, deleting nothing, when a worker claimed the job already (the message did go out)."""
+    gone = session.execute(
+        delete(Job).where(Job.id == job.id, Job.status == QUEUED, Job.attempts == 0).returning(Job.seq)
+    ).first()
+    if gone is not None and with_dataset:
         session.execute(delete(Dataset).where(Dataset.id == job.dataset_id))
     session.commit()
+    return gone is not None

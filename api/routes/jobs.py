@@ -90,9 +90,11 @@ def submit_job(
         try:
             executor.dispatch(job.id, lifecycle.queue_of(job.hyperparameters))
         except Exception as exc:
-            # The queue is down: take the job back rather than leave one that never runs.
-            lifecycle.withdraw(session=session, job=job, with_dataset=inline is not None)
-            raise HTTPException(503, "the job queue is unavailable; nothing was stored, try again shortly") from exc
+            # The queue is down: take the job back rather than leave one that never runs (unless
+            # a worker has it already: then the message went out before the error).
+            if lifecycle.withdraw(session=session, job=job, with_dataset=inline is not None):
+                raise HTTPException(503, "the job queue is unavailable; nothing was stored, try again shortly") from exc
+            job = lifecycle.get_job(session=session, owner=owner, job_id=job.id)
     else:
         response.status_code = 200
     response.headers["Location"] = f"/v1/jobs/{job.id}"

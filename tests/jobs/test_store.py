@@ -211,3 +211,16 @@ def test_the_active_job_quota_holds_under_concurrent_submits(session_factory) ->
     assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 9
     with session_factory() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.owner == "ann")) == 3
+
+
+def test_withdraw_takes_back_only_a_job_no_worker_claimed(session_factory) -> None:  # type: ignore[no-untyped-def]
+    with session_factory() as s:
+        unclaimed, claimed = new_job(s), new_job(s)
+        lifecycle.claim(session=s, job_id=claimed.id, lease_seconds=30)
+        assert lifecycle.withdraw(session=s, job=unclaimed, with_dataset=True)
+        # Its dispatch raised after the message went out: the running job keeps its row and its points.
+        assert not lifecycle.withdraw(session=s, job=claimed, with_dataset=True)
+        assert s.scalar(select(Job.id).where(Job.id == unclaimed.id)) is None
+        assert s.scalar(select(Dataset.id).where(Dataset.id == unclaimed.dataset_id)) is None
+        assert s.scalar(select(Job.status).where(Job.id == claimed.id)) == lifecycle.RUNNING
+        assert datasets.load_points(session=s, dataset_id=claimed.dataset_id) is not None
