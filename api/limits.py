@@ -1,7 +1,8 @@
 """Request body size limit, counted as the body streams in (chunked bodies too).
 
-FastAPI has no limit of its own and buffers whole bodies; this middleware answers 413 from
-Content-Length before reading anything, and stops a longer stream at the limit."""
+This middleware answers 413 from Content-Length before reading anything, and stops a longer
+stream at the limit, with a message that names the limit. (FastAPI 0.165 has max_body_size, whose
+413 says only "Content Too Large"; older versions, which pyproject allows, have no limit at all.)"""
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
