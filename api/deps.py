@@ -8,7 +8,7 @@ job is the hottest request, and a hop to a worker thread would cost it more than
 from collections.abc import Callable, Iterator
 from typing import Annotated, ParamSpec, TypeVar
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import FromClause
@@ -93,6 +93,10 @@ async def owned_dataset(dataset_id: str, request: Request, credentials: Credenti
 OwnerDep = Annotated[str, Depends(current_owner)]
 JobDep = Annotated[Record, Depends(owned_job)]
 DatasetDep = Annotated[Record, Depends(owned_dataset)]
+
+
+# A retried create with the same key gets what the first created (jobs/idempotency.py).
+IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
 
 def get_executor(request: Request) -> Executor:

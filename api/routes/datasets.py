@@ -1,17 +1,17 @@
 """/v1/datasets: upload (JSON or CSV), read, list, delete."""
 
 import hashlib
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from api import schemas
-from api.deps import DatasetDep, OwnerDep, SessionDep
+from api.deps import DatasetDep, IdempotencyKey, OwnerDep, SessionDep
 from api.errors import error, invalid
 from api.jsonbody import parse_json
 from api.pages import Cursor, Limit, page
@@ -78,7 +78,7 @@ async def upload_dataset(
     request: Request,
     response: Response,
     owner: OwnerDep,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Store points: JSON {"x": [...], "y": [...], "name": ...} or CSV (x,y per line, optional header)."""
     body = await request.body()

@@ -2,15 +2,15 @@
 
 import hashlib
 import math
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Header, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Response
 from sqlalchemy import select
 
 import model
 from api import schemas
-from api.deps import ExecutorDep, JobDep, OwnerDep, SessionDep
+from api.deps import ExecutorDep, IdempotencyKey, JobDep, OwnerDep, SessionDep
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, page
@@ -49,7 +49,7 @@ def submit_job(
     session: SessionDep,
     executor: ExecutorDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset)."""
     settings = get_settings()
