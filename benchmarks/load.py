@@ -10,15 +10,13 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
 
-from benchmarks.service import free_port, start, stop, wait_ready
+from benchmarks.service import BIN, celery_backend, serve, stop
 
-BIN = Path(sys.executable).parent
 HERE = Path(__file__).parent
 
 
@@ -29,22 +27,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tinytrain-load-"))
-    redis_port, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}
-    env.update(TINYTRAIN_DATABASE_URL=f"sqlite:///{work / 'load.db'}", TINYTRAIN_EXECUTOR="celery",
-               TINYTRAIN_BROKER_URL=f"redis://127.0.0.1:{redis_port}/0")  # fmt: skip
-    processes = [start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], env,
-                       work / "redis.log")]  # fmt: skip
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}
+    env, processes = celery_backend(work, base_env, args.workers)
     try:
-        time.sleep(0.5)
-        processes.append(start([str(BIN / "tinytrain"), "serve", "--port", str(port)], env, work / "serve.log"))
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, "/readyz")
+        server, url, _ = serve(work, env, processes=1)
+        processes.append(server)
         keys = make_keys(env, args.users)
-        for i in range(args.workers):
-            processes.append(start([str(BIN / "tinytrain"), "worker"], env, work / f"w{i}.log"))
-        while not all("ready." in (work / f"w{i}.log").read_text() for i in range(args.workers)):
-            time.sleep(0.2)
         locust = subprocess.run(
             [str(BIN / "locust"), "-f", str(HERE / "locustfile.py"), "--headless", "--users", str(args.users),
              "--spawn-rate", "25", "--run-time", f"{args.seconds}s", "--host", url, "--only-summary",

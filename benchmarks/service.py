@@ -170,6 +170,23 @@ def serve(work: Path, env: dict[str, str], processes: int) -> tuple[subprocess.P
     return process, url, log.read_text().splitlines()[1].strip()
 
 
+def celery_backend(
+    work: Path, base_env: dict[str, str], workers: int
+) -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
+    """A redis-server of its own and `workers` ready `tinytrain worker` processes (their defaults)
+    on a SQLite file in work: the environment that points serve at them, and the processes."""
+    redis_port = free_port()
+    env = {**base_env, "TINYTRAIN_DATABASE_URL": f"sqlite:///{work / 'bench.db'}", "TINYTRAIN_EXECUTOR": "celery",
+           "TINYTRAIN_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0"}  # fmt: skip
+    processes = [start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], base_env,
+                       work / "redis.log")]  # fmt: skip
+    time.sleep(0.5)
+    processes += [start([str(BIN / "tinytrain"), "worker"], env, work / f"worker{i}.log") for i in range(workers)]
+    while not all("ready." in (work / f"worker{i}.log").read_text() for i in range(workers)):
+        time.sleep(0.2)
+    return env, processes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=300, help="jobs in each throughput run")
@@ -203,23 +220,14 @@ def main() -> None:
 
     for workers in (1, 2):
         work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
-        redis_port = free_port()
-        redis_server = start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], base_env,
-                             work / "redis.log")  # fmt: skip
-        env = {**base_env, "TINYTRAIN_DATABASE_URL": f"sqlite:///{work / 'bench.db'}", "TINYTRAIN_EXECUTOR": "celery",
-               "TINYTRAIN_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0"}  # fmt: skip
-        time.sleep(0.5)
-        started = [start([str(BIN / "tinytrain"), "worker"], env, work / f"worker{i}.log")
-                   for i in range(workers)]  # fmt: skip
+        env, backend = celery_backend(work, base_env, workers)
         process, url, key = serve(work, env, args.serve_processes)
-        while not all("ready." in (work / f"worker{i}.log").read_text() for i in range(workers)):
-            time.sleep(0.2)
         try:
             # Each as `tinytrain worker` starts on this machine: one training thread per core.
             label = f"celery ({workers} worker{'s' if workers > 1 else ''}, {os.cpu_count()} threads each)"
             jobs_rows(url, key, args.jobs, label)
         finally:
-            stop([process, *started, redis_server])
+            stop([process, *backend])
 
 
 if __name__ == "__main__":
