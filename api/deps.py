@@ -5,7 +5,7 @@ rate limit and authenticates the key; JobDep and DatasetDep fetch the object in 
 that checks the key. They are async, and read SQLite on the event loop (see _read): reading a
 job is the hottest request, and a hop to a worker thread would cost it more than all its work."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, HTTPException, Request
@@ -27,18 +27,6 @@ bearer = HTTPBearer(auto_error=False, description="An API key from `tinytrain ke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_session() -> Iterator[Session]:
-    # Not async: closing may roll back over the network (PostgreSQL), so FastAPI runs it in a thread.
-    session = new_session()
-    try:
-        yield session
-    finally:
-        session.close()
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-
-
 async def _read(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """fn(*args, **kwargs), a short read of the database: inline on SQLite, in a worker thread otherwise.
 
@@ -48,6 +36,19 @@ async def _read(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     if get_engine().dialect.name == "sqlite":
         return fn(*args, **kwargs)
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+async def get_session() -> AsyncIterator[Session]:
+    # Making a Session does no I/O; closing it may roll back, which _read keeps off the event
+    # loop where that goes over the network (a sync dependency would cost every route two hops).
+    session = new_session()
+    try:
+        yield session
+    finally:
+        await _read(session.close)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def _unauthorized() -> HTTPException:
