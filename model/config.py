@@ -49,8 +49,12 @@ class TrainResult:
 class TrainingInputError(ValueError):
     """The data or the configuration cannot be trained; the message names the problem.
 
-    field: the configuration field at fault, where there is one."""
+    field: the configuration field at fault, where there is one; trial: the index of the
+    trial at fault in a fleet, where there is one."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, trial: int | None = None) -> None:
         super().__init__(message)
-        self.field = field
+        self.field, self.trial = field, trial
+
+    def in_trial(self, trial: int) -> "TrainingInputError":
+        return TrainingInputError(f"trial {trial}: {self}", self.field, trial)

@@ -2,7 +2,8 @@
 
 Why compiled: a step of this seven-parameter model is a few hundred flops, so any per-step
 framework dispatch (tens of microseconds in torch eager) costs 100x the arithmetic. Here the
-shuffle, the gather, every step and the exact per-epoch loss run in one call.
+batch order (order.py), the gather, every step and the exact per-epoch loss of many trials
+run in one call.
 
 Why a hand-written exp: LLVM cannot vectorise a loop that calls libm's exp, and the two
 sigmoids per sample are the bulk of the work. `_sigmoid` uses a range-reduced polynomial
@@ -19,16 +20,18 @@ from llvmlite import ir
 from numba import literal_unroll, njit, types
 from numba.extending import intrinsic, overload
 
+from model import order
+
 # Reorder sums so loops vectorise. No 'contract': w*x + b rounds as in plain IEEE code (and autograd),
 # which matters where it cancels. No 'nnan'/'ninf': divergence must show.
 # error_model="numpy" everywhere: a Python ZeroDivisionError check in the loop stops vectorising.
 _FAST = {"reassoc", "nsz"}
 
-# Status codes returned by run_epochs.
+# A trial's status, in state[k, STATUS].
 RUNNING, COMPLETED, STOPPED_EARLY, DIVERGED = 0, 1, 2, 3
 
-# state[] slots shared with the torch engine: where the run is and the early-stopping memory.
-EPOCH, OFFSET, BEST, WAIT = 0, 1, 2, 3
+# A trial's state[k] slots, shared with the GPU kernel: epochs done, early-stopping memory, status.
+EPOCH, BEST, WAIT, STATUS = 0, 1, 2, 3
 STATE_SIZE = 4
 
 
@@ -106,7 +109,7 @@ def _sigmoid_impl(z):
     return impl
 
 
-@njit(cache=True, fastmath=_FAST, error_model="numpy")
+@njit(cache=True, fastmath=_FAST, error_model="numpy", nogil=True)
 def batch_gradient(xs, ys, start, stop, w11, w12, b11, b12, w21, w22, b2):
     """Gradient of the mean squared error over xs[start:stop] (model.md): 7 sums."""
     T = xs.dtype.type
@@ -129,7 +132,7 @@ def batch_gradient(xs, ys, start, stop, w11, w12, b11, b12, w21, w22, b2):
     return gw11, gw12, gb11, gb12, gw21, gw22, gb2
 
 
-@njit(cache=True, fastmath=_FAST, error_model="numpy")
+@njit(cache=True, fastmath=_FAST, error_model="numpy", nogil=True)
 def _sgd_steps(xs, ys, start, stop, batch_size, theta, lr):
     """Mini-batch steps over xs[start:stop] in batches of batch_size (the last may be short)."""
     w11, w12, b11, b12, w21, w22, b2 = theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6]
@@ -157,49 +160,9 @@ def mse(x, y, theta):
     return total / x.shape[0]
 
 
-_LOW32 = np.uint64(0xFFFFFFFF)
-
-
-@njit(cache=True, error_model="numpy")
-def _splitmix64(rng):
-    rng[0] += np.uint64(0x9E3779B97F4A7C15)
-    z = rng[0]
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
-@njit(cache=True, error_model="numpy")
-def _below(word, bound, rng):
-    """A uniform integer in [0, bound) from a uniform 32-bit word (Lemire's method, unbiased)."""
-    m = word * bound
-    if (m & _LOW32) < bound:
-        threshold = (np.uint64(1 << 32) - bound) % bound
-        while (m & _LOW32) < threshold:
-            m = (_splitmix64(rng) >> np.uint64(32)) * bound
-    return m >> np.uint64(32)
-
-
-@njit(cache=True, error_model="numpy")
-def shuffle(xs, ys, rng):
-    """Fisher-Yates shuffle of the pairs (xs[i], ys[i]) in place; rng: [1] uint64 splitmix64 state.
-
-    Permuting the data itself saves a gather pass; each 64-bit draw gives two 32-bit ones
-    (so len(xs) < 2**32)."""
-    i = xs.shape[0] - 1
-    while i > 0:
-        word = _splitmix64(rng)
-        for half in (word >> np.uint64(32), word & _LOW32):
-            if i > 0:
-                j = _below(half, np.uint64(i + 1), rng)
-                xs[i], xs[j] = xs[j], xs[i]
-                ys[i], ys[j] = ys[j], ys[i]
-                i -= 1
-
-
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def early_stopping_update(state, watched, patience, min_delta):
-    """Record an epoch's watched loss; True when patience epochs passed without improvement."""
+    """Record an epoch's watched loss in a trial's state; True when patience epochs passed without improvement."""
     if watched < state[BEST] - min_delta:
         state[BEST] = watched
         state[WAIT] = 0
@@ -208,7 +171,7 @@ def early_stopping_update(state, watched, patience, min_delta):
     return patience > 0 and state[WAIT] >= patience
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _all_finite(theta):
     for v in theta:
         if not np.isfinite(v):
@@ -216,70 +179,119 @@ def _all_finite(theta):
     return True
 
 
-# nogil: runs in worker threads train side by side (the Celery worker's thread pool).
 @njit(cache=True, error_model="numpy", nogil=True)
-def run_epochs(
+def _train_trial(
     x,
     y,
     xv,
     yv,
     xs,
     ys,
-    rng,
+    keys,
     theta,
     last_good,
     state,
     losses,
     val_losses,
-    batch_size,
     lr,
-    shuffle_each_epoch,
-    drop_last,
+    batch_size,
     epochs,
+    shuffle,
+    drop_last,
     patience,
     min_delta,
-    sample_budget,
+    order_seed,
+    max_epochs,
 ):
-    """Train until `epochs` are done, early stopping, divergence or about sample_budget samples.
-
-    x, y: training points in their stored order (the loss is taken over them);
-    xs, ys: the points in batch order: a copy reshuffled in place each epoch (x, y themselves
-    when not shuffling);
-    xv, yv: validation points (may be empty); theta: [7] in and out; last_good: [7], the
-    parameters after the last finite epoch; losses/val_losses: [epochs] float64, filled per epoch.
-    Resumable: state[EPOCH], state[OFFSET] say where the next call starts (mid-epoch too).
-    Returns one of RUNNING, COMPLETED, STOPPED_EARLY, DIVERGED.
-    """
+    """Up to max_epochs whole epochs of one trial; its status goes to state[STATUS]."""
     n = x.shape[0]
     stop = n - n % batch_size if drop_last else n
+    bits = order.domain_bits(n)
     lr = x.dtype.type(lr)
-    done = 0
-    while int(state[EPOCH]) < epochs:
-        offset = int(state[OFFSET])
-        if offset == 0 and shuffle_each_epoch:
-            shuffle(xs, ys, rng)
-        # Whole batches until the budget is spent; at least one, so every call progresses.
-        batches = max(1, (sample_budget - done) // batch_size)
-        end = min(stop, offset + batches * batch_size)
-        _sgd_steps(xs, ys, offset, end, batch_size, theta, lr)
-        done += end - offset
-        if end < stop:
-            state[OFFSET] = end
-            return RUNNING
+    for _ in range(max_epochs):
         epoch = int(state[EPOCH])
+        if shuffle:
+            order.epoch_keys(order_seed, epoch, keys)
+            for i in range(stop):  # the dropped tail is never read
+                j = order.position(i, n, bits, keys)
+                xs[i] = x[j]
+                ys[i] = y[j]
+            _sgd_steps(xs, ys, 0, stop, batch_size, theta, lr)
+        else:
+            _sgd_steps(x, y, 0, stop, batch_size, theta, lr)
         loss = mse(x, y, theta)
         val_loss = mse(xv, yv, theta) if xv.shape[0] > 0 else 0.0
         if not (np.isfinite(loss) and np.isfinite(val_loss) and _all_finite(theta)):
             theta[:] = last_good
-            return DIVERGED
+            state[STATUS] = DIVERGED
+            return
         last_good[:] = theta
         losses[epoch] = loss
         val_losses[epoch] = val_loss
         state[EPOCH] = epoch + 1
-        state[OFFSET] = 0
-        done += n + xv.shape[0]
         if early_stopping_update(state, val_loss if xv.shape[0] > 0 else loss, patience, min_delta):
-            return STOPPED_EARLY
-        if done >= sample_budget:
-            break
-    return COMPLETED if int(state[EPOCH]) >= epochs else RUNNING
+            state[STATUS] = STOPPED_EARLY
+            return
+        if epoch + 1 >= epochs:
+            state[STATUS] = COMPLETED
+            return
+
+
+# nogil: the fleet's threads (and a Celery worker's) train side by side in this function.
+@njit(cache=True, error_model="numpy", nogil=True)
+def run_trials(
+    trials,
+    x,
+    y,
+    xv,
+    yv,
+    theta,
+    last_good,
+    state,
+    losses,
+    val_losses,
+    lr,
+    batch_size,
+    epochs,
+    shuffle,
+    drop_last,
+    patience,
+    min_delta,
+    order_seed,
+    max_epochs,
+):
+    """Train each running trial k in trials for up to max_epochs more epochs.
+
+    x, y: training points in their stored order; xv, yv: validation points (may be empty);
+    per trial k: theta[k] [7] in and out, last_good[k] the parameters after its last finite
+    epoch, state[k] (EPOCH, BEST, WAIT, STATUS), losses[k] / val_losses[k] filled per epoch,
+    and its hyperparameters lr[k] ... order_seed[k]. A trial ends COMPLETED, STOPPED_EARLY or
+    DIVERGED in state[k, STATUS]; one that is still RUNNING resumes at its next epoch."""
+    xs = np.empty_like(x)  # the points in batch order, reused by every trial of this call
+    ys = np.empty_like(y)
+    keys = np.empty(2 * order.ROUNDS, dtype=np.uint64)
+    for k in trials:
+        if state[k, STATUS] == RUNNING:
+            _train_trial(
+                x,
+                y,
+                xv,
+                yv,
+                xs,
+                ys,
+                keys,
+                theta[k],
+                last_good[k],
+                state[k],
+                losses[k],
+                val_losses[k],
+                lr[k],
+                batch_size[k],
+                epochs[k],
+                shuffle[k],
+                drop_last[k],
+                patience[k],
+                min_delta[k],
+                order_seed[k],
+                max_epochs,
+            )

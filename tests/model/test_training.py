@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import EarlyStopping, TrainConfig, TrainingInputError, predict, train
-from model.training import prepare
+from model.fleet import Fleet
 from tests.reference import NAMES, mse, plain_train
 
 INIT = {"w11": 0.7, "w12": -1.1, "b11": 0.2, "b12": 0.4, "w21": 0.9, "w22": -0.6, "b2": 0.1}
@@ -53,7 +53,7 @@ def test_same_seed_is_bit_identical_and_another_seed_differs() -> None:
 
 def test_seeded_init_uses_pytorch_default_ranges() -> None:
     for seed in range(50):
-        theta = prepare([0.0, 1.0], [0.0, 1.0], TrainConfig(seed=seed, batch_size=1)).theta
+        theta = Fleet([0.0, 1.0], [0.0, 1.0], [TrainConfig(seed=seed, batch_size=1)]).theta[0]
         assert np.all(np.abs(theta[:4]) <= 1.0) and np.all(np.abs(theta[4:]) <= 1 / math.sqrt(2))
 
 
