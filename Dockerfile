@@ -14,6 +14,13 @@ COPY worker worker
 COPY api api
 COPY tinytrain tinytrain
 RUN pip install --no-cache-dir .
+# The default SQLite file would land in /app, which the user cannot write: a plain `docker run`
+# keeps its database (and SQLite's -wal and -shm files beside it) in /data instead; mount a named
+# volume there (-v tinytrain-data:/data) to keep it across containers. Compose sets
+# TINYTRAIN_DATABASE_URL to PostgreSQL for every tinytrain service, which overrides this.
+RUN mkdir /data && chown tinytrain:tinytrain /data
+VOLUME /data
+ENV TINYTRAIN_DATABASE_URL=sqlite:////data/tinytrain.db
 USER tinytrain
 # numba's compile cache: site-packages is read-only for this user.
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache PYTHONUNBUFFERED=1

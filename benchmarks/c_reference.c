@@ -1,7 +1,7 @@
 /* The plain-C baseline of the engine benchmark: the same work as one epoch of model/kernels.py.
  * Per epoch: Fisher-Yates shuffle (splitmix64), gather into contiguous copies, n/B mini-batch
  * SGD steps (the last batch may be short), then the exact MSE over all points in double.
- * From ../shared/perf-ref/train.c, with the per-epoch loss added. Built by benchmarks/engine.py. */
+ * A plain C version of the same training, with the per-epoch loss added. Built by benchmarks/engine.py. */
 #include <math.h>
 #include <stdint.h>
 

@@ -1,15 +1,22 @@
-"""/healthz and /readyz: liveness of the process, readiness of the database and the queue."""
+"""/healthz and /readyz: liveness of the process, readiness of the database and the queue.
+/ sends a browser to the docs."""
 
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy import text
 
 from api.deps import ExecutorDep
 from jobs.db import get_engine
 
 router = APIRouter(tags=["service"])
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    # Someone who opens the bare address in a browser lands on the reference, not a 404.
+    return RedirectResponse("/docs", status_code=307)
 
 
 @router.get("/healthz")
