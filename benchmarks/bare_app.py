@@ -20,8 +20,8 @@ BODY: dict[str, Any] = {
     "finished_at": "2026-11-27T10:00:00.000003Z", "device": "cpu", "attempts": 1, "error": None,
     "result": {"parameters": {"w11": 1.0, "w12": -1.0, "b11": 0.1, "b12": -0.1, "w21": 0.5, "w22": -0.5, "b2": 0.0},
                "loss_history": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.04, 0.03, 0.02, 0.01], "validation_loss_history": None,
-               "initial_loss": 0.6, "final_loss": 0.01, "epochs_completed": 10, "best_epoch": None,
-               "best_validation_loss": None, "stopped_early": False, "training_seconds": 0.001},
+               "initial_loss": 0.6, "final_loss": 0.01, "epochs_completed": 10, "stopped_early": False,
+               "training_seconds": 0.001},
 }  # fmt: skip
 
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
-from benchmarks.service import BIN, celery_backend, serve, stop
+from tests.support.celery import Stack
+from tests.support.cli import BIN
 
 HERE = Path(__file__).parent
+ROOT = HERE.parent
 
 
 def main() -> None:
@@ -27,22 +29,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tinytrain-load-"))
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}
-    env, processes = celery_backend(work, base_env, args.workers)
+    stack = Stack.create(work, {"rate_limit": None})  # the service's own limit, per user's key
+    env, url = stack.env, stack.server.url
+    # locust imports the locustfile from its folder; the locustfile imports tests.support.
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     try:
-        server, url, _ = serve(work, env, processes=1)
-        processes.append(server)
+        stack.start(args.workers)
         keys = make_keys(env, args.users)
         locust = subprocess.run(
             [str(BIN / "locust"), "-f", str(HERE / "locustfile.py"), "--headless", "--users", str(args.users),
              "--spawn-rate", "25", "--run-time", f"{args.seconds}s", "--host", url, "--only-summary",
              "--stop-timeout", "35", "--csv", str(work / "load")],
-            env={**env, "TINYTRAIN_LOAD_KEYS": ",".join(keys)}, cwd=work,
+            env={**env, "TINYTRAIN_LOAD_KEYS": ",".join(keys), "PYTHONPATH": pythonpath}, cwd=work,
         )  # fmt: skip
         all_succeeded = report(url, env, work)
         sys.exit(locust.returncode or (0 if all_succeeded else 1))
     finally:
-        stop(processes)
+        stack.stop()
 
 
 def make_keys(env: dict[str, str], users: int) -> list[str]:

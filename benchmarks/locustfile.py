@@ -9,8 +9,10 @@ import time
 from itertools import count
 from typing import Any
 
-import numpy as np
 from locust import HttpUser, between, events, task
+
+from tests.support.data import tiny_job
+from tests.support.keys import bearer
 
 KEYS = os.environ.get("TINYTRAIN_LOAD_KEYS", "").split(",")
 _next_key = count()
@@ -18,20 +20,16 @@ submitted: list[str] = []
 unfinished: list[str] = []
 
 
-def tiny_job() -> dict[str, Any]:
-    x = np.random.default_rng(random.getrandbits(32)).uniform(-3, 3, 200)
-    return {"dataset": {"x": x.tolist(), "y": np.sin(x).tolist()}, "hyperparameters": {"epochs": 10, "batch_size": 16}}
-
-
 class Trainer(HttpUser):
     wait_time = between(0.05, 0.2)
 
     def on_start(self) -> None:
-        self.client.headers["Authorization"] = f"Bearer {KEYS[next(_next_key) % len(KEYS)]}"
+        self.client.headers.update(bearer(KEYS[next(_next_key) % len(KEYS)]))
 
     @task
     def train_one(self) -> None:
-        with self.client.post("/v1/jobs", json=tiny_job(), name="POST /v1/jobs", catch_response=True) as r:
+        body = tiny_job(200, random.getrandbits(32), epochs=10, batch_size=16)
+        with self.client.post("/v1/jobs", json=body, name="POST /v1/jobs", catch_response=True) as r:
             if r.status_code != 202:
                 r.failure(f"submit answered {r.status_code}: {r.text[:200]}")
                 return

@@ -18,7 +18,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,42 +26,27 @@ import aiohttp
 import httpx
 import numpy as np
 
-BIN = Path(sys.executable).parent
+from tests.support.celery import Stack
+from tests.support.cli import BIN
+from tests.support.data import tiny_job
+from tests.support.keys import bearer
+from tests.support.ports import free_port
+from tests.support.server import Server, server_env, wait_ready
+
+RATE_LIMIT = "1000000/second"  # one key makes all the load here
 
 
-def free_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, path: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + path, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(url)
-
-
-def tiny_job(rng: np.random.Generator) -> bytes:
+def encoded_tiny_job(rng: np.random.Generator) -> bytes:
     """A tiny job's body, encoded ahead: the client's JSON encoding is not the service's cost."""
-    x = rng.uniform(-3, 3, 1000)
-    return json.dumps(
-        {"dataset": {"x": x.tolist(), "y": np.sin(x).tolist()}, "hyperparameters": {"epochs": 10}}
-    ).encode()
+    return json.dumps(tiny_job(1000, rng, epochs=10)).encode()
 
 
 def client(url: str | None, key: str | None, connections: int = 16) -> aiohttp.ClientSession:
     """The load generator's HTTP client: aiohttp, which takes a fifth of the CPU httpx takes per
     request (on 2 cores the client's CPU is taken from the service it measures)."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return aiohttp.ClientSession(url, headers=headers, connector=aiohttp.TCPConnector(limit=connections))
+    return aiohttp.ClientSession(
+        url, headers=bearer(key) if key else {}, connector=aiohttp.TCPConnector(limit=connections)
+    )
 
 
 async def submit_and_wait(session: aiohttp.ClientSession, body: bytes, poll: float = 0.002) -> float:
@@ -82,7 +66,7 @@ async def submit_and_wait(session: aiohttp.ClientSession, body: bytes, poll: flo
 
 async def latency(url: str, key: str, n: int) -> list[float]:
     rng = np.random.default_rng(0)
-    bodies = [tiny_job(rng) for _ in range(n)]
+    bodies = [encoded_tiny_job(rng) for _ in range(n)]
     async with client(url, key) as session:
         return [await submit_and_wait(session, body) for body in bodies]
 
@@ -93,7 +77,7 @@ async def throughput(url: str, key: str, n: int, clients: int) -> float:
     They poll every 50 ms, as a client waiting for results would (and is still told within a
     tenth of a second): at 2 ms the polls of many clients, not the jobs, load the server."""
     rng = np.random.default_rng(1)
-    bodies = [tiny_job(rng) for _ in range(n)]
+    bodies = [encoded_tiny_job(rng) for _ in range(n)]
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
@@ -137,18 +121,6 @@ def read_rate(url: str, key: str | None, seconds: int = 5) -> float:
     return asyncio.run(run())
 
 
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "w") as out:
-        return subprocess.Popen(args, env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for p in processes:
-        p.terminate()
-    for p in processes:
-        p.wait()
-
-
 def jobs_rows(url: str, key: str, n_jobs: int, label: str) -> None:
     asyncio.run(latency(url, key, 10))  # warm-up
     lat = sorted(asyncio.run(latency(url, key, 100)))
@@ -160,33 +132,6 @@ def jobs_rows(url: str, key: str, n_jobs: int, label: str) -> None:
         print(f"| {label} | {measure} | {rate:.0f} jobs/s | >= 100 |", flush=True)
 
 
-def serve(work: Path, env: dict[str, str], processes: int) -> tuple[subprocess.Popen[bytes], str, str]:
-    """A tinytrain serve on a fresh SQLite file in work: the process, its URL and its first key."""
-    port = free_port()
-    log = work / "serve.log"
-    process = start([str(BIN / "tinytrain"), "serve", "--port", str(port), "--processes", str(processes)], env, log)
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, "/readyz")
-    return process, url, log.read_text().splitlines()[1].strip()
-
-
-def celery_backend(
-    work: Path, base_env: dict[str, str], workers: int
-) -> tuple[dict[str, str], list[subprocess.Popen[bytes]]]:
-    """A redis-server of its own and `workers` ready `tinytrain worker` processes (their defaults)
-    on a SQLite file in work: the environment that points serve at them, and the processes."""
-    redis_port = free_port()
-    env = {**base_env, "TINYTRAIN_DATABASE_URL": f"sqlite:///{work / 'bench.db'}", "TINYTRAIN_EXECUTOR": "celery",
-           "TINYTRAIN_BROKER_URL": f"redis://127.0.0.1:{redis_port}/0"}  # fmt: skip
-    processes = [start(["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"], base_env,
-                       work / "redis.log")]  # fmt: skip
-    time.sleep(0.5)
-    processes += [start([str(BIN / "tinytrain"), "worker"], env, work / f"worker{i}.log") for i in range(workers)]
-    while not all("ready." in (work / f"worker{i}.log").read_text() for i in range(workers)):
-        time.sleep(0.2)
-    return env, processes
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=300, help="jobs in each throughput run")
@@ -194,40 +139,43 @@ def main() -> None:
     args = parser.parse_args()
     print(f"# tinytrain service benchmark ({os.cpu_count()} cores, loopback, SQLite)\n")
     print("| executor | measure | figure | target |\n|---|---|---|---|")
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}
-    base_env["TINYTRAIN_RATE_LIMIT"] = "1000000/second"  # one key makes all the load here
+    serve_args = ("--processes", str(args.serve_processes))
 
     work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
-    env = {**base_env, "TINYTRAIN_DATABASE_URL": f"sqlite:///{work / 'bench.db'}"}
-    process, url, key = serve(work, env, args.serve_processes)
+    server = Server(work, server_env(work, rate_limit=RATE_LIMIT), args=serve_args)
+    server.start()
     # The same uvicorn defaults as serve (access log included), its log to a file too.
     bare_port = free_port()
+    bare_url = f"http://127.0.0.1:{bare_port}"
     bare_app = [str(BIN / "uvicorn"), "--app-dir", str(Path(__file__).parents[1]), "benchmarks.bare_app:app"]
     bare_workers = ["--workers", str(args.serve_processes)]  # served the same way as serve
-    bare = start([*bare_app, "--port", str(bare_port), *bare_workers], base_env, work / "bare.log")
+    with open(work / "bare.log", "w") as log:
+        bare = subprocess.Popen([*bare_app, "--port", str(bare_port), *bare_workers], env=server.env,
+                                cwd=work, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        jobs_rows(url, key, args.jobs, "local (2 processes)")
-        wait_ready(f"http://127.0.0.1:{bare_port}", "/bare/x")
-        job_id = httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()["items"][0]["id"]
-        ours = read_rate(f"{url}/v1/jobs/{job_id}", key)
+        jobs_rows(server.url, server.key, args.jobs, "local (2 processes)")
+        wait_ready(f"{bare_url}/bare/x", bare, work / "bare.log")
+        job_id = httpx.get(f"{server.url}/v1/jobs", headers=bearer(server.key)).json()["items"][0]["id"]
+        ours = read_rate(f"{server.url}/v1/jobs/{job_id}", server.key)
         for path, kind in (("bare", "a bare `def` FastAPI endpoint"), ("bare-async", "a bare `async def` one")):
-            base = read_rate(f"http://127.0.0.1:{bare_port}/{path}/{job_id}", None)
+            base = read_rate(f"{bare_url}/{path}/{job_id}", None)
             target = ">= 0.70" if path == "bare" else "FastAPI's floor, for scale"
             print(f"| local | GET /v1/jobs/{{id}} vs {kind} | {ours:.0f} vs {base:.0f} req/s, "
                   f"ratio {ours / base:.2f} | {target} |")  # fmt: skip
     finally:
-        stop([process, bare])
+        server.stop()
+        bare.terminate()
+        bare.wait()
 
     for workers in (1, 2):
-        work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
-        env, backend = celery_backend(work, base_env, workers)
-        process, url, key = serve(work, env, args.serve_processes)
+        stack = Stack.create(Path(tempfile.mkdtemp(prefix="tinytrain-bench-")), {"rate_limit": RATE_LIMIT}, serve_args)
         try:
+            stack.start(workers)  # workers with `tinytrain worker`'s defaults
             # Each as `tinytrain worker` starts on this machine: one training thread per core.
             label = f"celery ({workers} worker{'s' if workers > 1 else ''}, {os.cpu_count()} threads each)"
-            jobs_rows(url, key, args.jobs, label)
+            jobs_rows(stack.server.url, stack.server.key, args.jobs, label)
         finally:
-            stop([process, *backend])
+            stack.stop()
 
 
 if __name__ == "__main__":

@@ -2,19 +2,13 @@
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN
 from tests.reference import NAMES, plain_train
-
-INIT = {"w11": 0.7, "w12": -1.1, "b11": 0.2, "b12": 0.4, "w21": 0.9, "w22": -0.6, "b2": 0.1}
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "tinytrain"), *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+from tests.support.cli import run
+from tests.support.data import INIT
 
 
 def test_train_json_prints_only_the_result_and_matches_the_plain_loop(tmp_path: Path) -> None:
@@ -60,10 +54,8 @@ def test_bad_options_are_errors(tmp_path: Path) -> None:
 
 def test_keys_create_prints_the_key_alone_and_list_never_shows_it(tmp_path: Path) -> None:
     full_env = {**os.environ, "TINYTRAIN_DATABASE_URL": f"sqlite:///{tmp_path / 't.db'}"}
-    create = subprocess.run([str(BIN / "tinytrain"), "keys", "create", "--owner", "ann"], cwd=tmp_path, env=full_env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    create = run("keys", "create", "--owner", "ann", cwd=tmp_path, env=full_env)
     key = create.stdout.strip()
     assert create.returncode == 0 and key.startswith("tt_") and create.stdout == key + "\n"
-    listed = subprocess.run([str(BIN / "tinytrain"), "keys", "list"], cwd=tmp_path, env=full_env,
-                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    listed = run("keys", "list", cwd=tmp_path, env=full_env)
     assert "ann" in listed.stdout and key not in listed.stdout

@@ -12,9 +12,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from tests.api.helpers import sine_points, wait_for
-from tests.conftest import BIN, free_port
-from tests.worker.conftest import RedisServer
+from tests.support.cli import BIN
+from tests.support.client import wait_for
+from tests.support.data import sine_points
+from tests.support.keys import bearer
+from tests.support.ports import free_port
+from tests.support.redis import RedisServer
+from tests.support.server import clean_env, first_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +73,7 @@ def native(service: dict[str, Any], database_url: str, broker_url: str, port: in
     env["TINYTRAIN_BROKER_URL"] = broker_url
     command = [str(BIN / service["command"][0]), *service["command"][1:]]
     command = [{"0.0.0.0": "127.0.0.1", "8000": str(port)}.get(arg, arg) for arg in command]
-    return command, {**{k: v for k, v in os.environ.items() if not k.startswith("TINYTRAIN_")}, **env}
+    return command, {**clean_env(), **env}
 
 
 def test_compose_services_run_natively_and_train_a_job(tmp_path: Path, postgres_url: str) -> None:
@@ -93,8 +97,8 @@ def test_compose_services_run_natively_and_train_a_job(tmp_path: Path, postgres_
         ):
             assert time.monotonic() < deadline and all(p.poll() is None for p in running), logs["api"].read_text()
             time.sleep(0.2)
-        key = logs["api"].read_text().splitlines()[1].strip()
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as c:
+        key = first_key(logs["api"].read_text())
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=bearer(key)) as c:
             assert c.get("/readyz").status_code == 200
             job_id = c.post("/v1/jobs", json={"dataset": sine_points(300), "hyperparameters": {"epochs": 30}}).json()[
                 "id"

@@ -9,16 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import assert_all_finite, sine_points, wait_for
-from tests.conftest import Server, tinytrain
+from tests.support.cli import tinytrain
+from tests.support.client import assert_all_finite, raw_json, wait_for
+from tests.support.data import SMALL_JOB, sine_points
+from tests.support.keys import bearer
+from tests.support.server import Server, server_env
 
 LIMITS = {"max_points": "1000", "max_epochs": "1000000", "max_work": "500000000", "max_body_bytes": "200000",
           "max_predict_points": "50", "max_active_jobs_per_owner": "3"}  # fmt: skip
 FOREVER = {"learning_rate": 0.001, "batch_size": 1, "epochs": 500_000}  # 1,000 points: minutes, within max_work
-SMALL: dict[str, Any] = {
-    "dataset": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]},
-    "hyperparameters": {"batch_size": 2},
-}
 
 seen: list[httpx.Response] = []
 
@@ -30,8 +29,6 @@ def record(response: httpx.Response) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from tests.conftest import server_env  # noqa: PLC0415
-
     tmp = tmp_path_factory.mktemp("abuse")
     s = Server(tmp, server_env(tmp, **LIMITS))
     s.start()
@@ -41,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def client(server: Server, key: str | None = None, **headers: str) -> httpx.Client:
-    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    auth = bearer(key) if key else {}
     return httpx.Client(
         base_url=server.url, headers={**auth, **headers}, event_hooks={"response": [record]}, timeout=30
     )
@@ -53,17 +50,24 @@ def deep(levels: int) -> str:
 
 # (OWASP item, case, method, path, request kwargs, expected status)
 CASES: list[tuple[str, str, str, str, dict[str, Any], int]] = [
-    ("API3 mass assignment", "job status", "POST", "/v1/jobs", {"json": {**SMALL, "status": "succeeded"}}, 422),
-    ("API3 mass assignment", "job owner", "POST", "/v1/jobs", {"json": {**SMALL, "owner": "someone"}}, 422),
-    ("API3 mass assignment", "job id", "POST", "/v1/jobs", {"json": {**SMALL, "id": "job_mine"}}, 422),
-    ("API3 mass assignment", "job attempts", "POST", "/v1/jobs", {"json": {**SMALL, "attempts": 0}}, 422),
-    ("API3 mass assignment", "job result", "POST", "/v1/jobs", {"json": {**SMALL, "result": {"parameters": {}}}}, 422),
+    ("API3 mass assignment", "job status", "POST", "/v1/jobs", {"json": {**SMALL_JOB, "status": "succeeded"}}, 422),
+    ("API3 mass assignment", "job owner", "POST", "/v1/jobs", {"json": {**SMALL_JOB, "owner": "someone"}}, 422),
+    ("API3 mass assignment", "job id", "POST", "/v1/jobs", {"json": {**SMALL_JOB, "id": "job_mine"}}, 422),
+    ("API3 mass assignment", "job attempts", "POST", "/v1/jobs", {"json": {**SMALL_JOB, "attempts": 0}}, 422),
+    (
+        "API3 mass assignment",
+        "job result",
+        "POST",
+        "/v1/jobs",
+        {"json": {**SMALL_JOB, "result": {"parameters": {}}}},
+        422,
+    ),
     (
         "API3 mass assignment",
         "dataset owner",
         "POST",
         "/v1/datasets",
-        {"json": {**SMALL["dataset"], "owner": "x"}},
+        {"json": {**SMALL_JOB["dataset"], "owner": "x"}},
         422,
     ),
     (
@@ -71,7 +75,7 @@ CASES: list[tuple[str, str, str, str, dict[str, Any], int]] = [
         "dataset sha256",
         "POST",
         "/v1/datasets",
-        {"json": {**SMALL["dataset"], "sha256": "0" * 64}},
+        {"json": {**SMALL_JOB["dataset"], "sha256": "0" * 64}},
         422,
     ),
     (
@@ -95,7 +99,7 @@ CASES: list[tuple[str, str, str, str, dict[str, Any], int]] = [
         "epochs over the limit",
         "POST",
         "/v1/jobs",
-        {"json": {**SMALL, "hyperparameters": {"batch_size": 2, "epochs": 1_000_001}}},
+        {"json": {**SMALL_JOB, "hyperparameters": {"batch_size": 2, "epochs": 1_000_001}}},
         422,
     ),
     (
@@ -106,31 +110,14 @@ CASES: list[tuple[str, str, str, str, dict[str, Any], int]] = [
         {"json": {"dataset": sine_points(1000), "hyperparameters": {"epochs": 500_001}}},
         422,
     ),
-    (
-        "API4 resources",
-        "JSON nested absurdly deep",
-        "POST",
-        "/v1/jobs",
-        {"content": deep(50_000), "headers": {"Content-Type": "application/json"}},
-        400,
-    ),
-    (
-        "API4 resources",
-        "dataset JSON nested absurdly deep",
-        "POST",
-        "/v1/datasets",
-        {"content": deep(50_000), "headers": {"Content-Type": "application/json"}},
-        400,
-    ),
+    ("API4 resources", "JSON nested absurdly deep", "POST", "/v1/jobs", raw_json(deep(50_000)), 400),
+    ("API4 resources", "dataset JSON nested absurdly deep", "POST", "/v1/datasets", raw_json(deep(50_000)), 400),
     (
         "API4 resources",
         "a 5,000-digit integer",
         "POST",
         "/v1/jobs",
-        {
-            "content": '{"dataset": {"x": [1' + "0" * 5000 + '], "y": [1]}}',
-            "headers": {"Content-Type": "application/json"},
-        },
+        raw_json('{"dataset": {"x": [1' + "0" * 5000 + '], "y": [1]}}'),
         400,
     ),
     (
@@ -138,28 +125,11 @@ CASES: list[tuple[str, str, str, str, dict[str, Any], int]] = [
         "a 5,000-digit float",
         "POST",
         "/v1/jobs",
-        {
-            "content": '{"dataset": {"x": [1' + "0" * 5000 + '.0], "y": [1]}}',
-            "headers": {"Content-Type": "application/json"},
-        },
+        raw_json('{"dataset": {"x": [1' + "0" * 5000 + '.0], "y": [1]}}'),
         400,  # out of the float range: not a JSON number this service can read
     ),
-    (
-        "API8 misconfiguration",
-        "unparseable JSON",
-        "POST",
-        "/v1/jobs",
-        {"content": "{", "headers": {"Content-Type": "application/json"}},
-        400,
-    ),
-    (
-        "API8 misconfiguration",
-        "NaN literal",
-        "POST",
-        "/v1/jobs",
-        {"content": '{"dataset": {"x": [NaN], "y": [1]}}', "headers": {"Content-Type": "application/json"}},
-        422,
-    ),
+    ("API8 misconfiguration", "unparseable JSON", "POST", "/v1/jobs", raw_json("{"), 400),
+    ("API8 misconfiguration", "NaN literal", "POST", "/v1/jobs", raw_json('{"dataset": {"x": [NaN], "y": [1]}}'), 422),
     ("API8 misconfiguration", "cursor from elsewhere", "GET", "/v1/jobs?cursor=c2VxOi0x", {}, 422),
 ]
 
@@ -186,7 +156,7 @@ def test_api4_declared_length_over_the_limit_is_413_before_the_body_is_read(serv
 def test_api1_bola_another_owners_objects_are_404(server: Server) -> None:
     other = server.new_key("eve")
     with client(server, server.key) as ann, client(server, other) as eve:
-        ds = ann.post("/v1/datasets", json=SMALL["dataset"]).json()["id"]
+        ds = ann.post("/v1/datasets", json=SMALL_JOB["dataset"]).json()["id"]
         job = ann.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": {"batch_size": 2}}).json()["id"]
         wait_for(ann, job, "succeeded")
         for method, path, body in [
@@ -242,13 +212,13 @@ def test_api4_quota_of_active_jobs_holds_under_concurrent_submits(server: Server
             c.post(f"/v1/jobs/{job['id']}/cancel")
         for job in active:
             wait_for(c, job["id"], "cancelled")
-        assert c.post("/v1/jobs", json=SMALL).status_code == 202  # room again
+        assert c.post("/v1/jobs", json=SMALL_JOB).status_code == 202  # room again
 
 
 def test_idempotent_dataset_upload_makes_one_object_under_concurrency(server: Server) -> None:
     with client(server, server.key, **{"Idempotency-Key": "upload-1"}) as c:
         with ThreadPoolExecutor(8) as pool:
-            responses = list(pool.map(lambda _: c.post("/v1/datasets", json=SMALL["dataset"]), range(8)))
+            responses = list(pool.map(lambda _: c.post("/v1/datasets", json=SMALL_JOB["dataset"]), range(8)))
         assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
         assert len({r.json()["id"] for r in responses}) == 1
         other = c.post("/v1/datasets", json={"x": [5.0], "y": [5.0]})

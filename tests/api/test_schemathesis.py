@@ -3,7 +3,8 @@
 import subprocess
 from pathlib import Path
 
-from tests.conftest import BIN, Server
+from tests.support.cli import BIN
+from tests.support.server import Server
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.helpers import assert_all_finite, sine_points, wait_for
-from tests.conftest import Server, server_env
 from tests.reference import NAMES, plain_train
+from tests.support.client import assert_all_finite, wait_for
+from tests.support.data import INIT, SECONDS_OF_TRAINING, sine_points
+from tests.support.server import Server, server_env
 
-INIT = {"w11": 0.7, "w12": -1.1, "b11": 0.2, "b12": 0.4, "w21": 0.9, "w22": -0.6, "b2": 0.1}
 LONG = {"learning_rate": 0.01, "batch_size": 1, "epochs": 100000}  # minutes of training on 20,000 points
 
 
@@ -120,9 +120,9 @@ def test_max_runtime_seconds_fails_with_timeout_and_keeps_the_partial_result(
 
 def test_serve_killed_mid_job_and_restarted_finishes_the_job(make_server: Callable[..., Server]) -> None:
     server = make_server(lease_seconds="2", local_workers="1")
-    hp = {"learning_rate": 0.001, "batch_size": 1, "epochs": 600}  # a few seconds of training
     with server.client() as c:
-        job_id = c.post("/v1/jobs", json={"dataset": sine_points(200_000), "hyperparameters": hp}).json()["id"]
+        body = {"dataset": sine_points(200_000), "hyperparameters": SECONDS_OF_TRAINING}
+        job_id = c.post("/v1/jobs", json=body).json()["id"]
         wait_for(c, job_id, "running", epochs_completed=1)
     assert server.process is not None
     os.kill(server.process.pid, signal.SIGKILL)

@@ -7,26 +7,22 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server
-
-OK_JOB = {"dataset": {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]}, "hyperparameters": {"batch_size": 2}}
+from tests.support.client import raw_json
+from tests.support.data import SMALL_JOB
+from tests.support.server import Server
 
 
 def job_with(**hp: Any) -> dict[str, Any]:
-    return {**OK_JOB, "hyperparameters": {"batch_size": 2, **hp}}
-
-
-def raw(text: str) -> dict[str, Any]:
-    return {"content": text, "headers": {"Content-Type": "application/json"}}
+    return {**SMALL_JOB, "hyperparameters": {"batch_size": 2, **hp}}
 
 
 # (case, method, path, request kwargs, expected status, a piece of the detail)
 CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
-    ("unknown top-level field", "POST", "/v1/jobs", {"json": {**OK_JOB, "priority": 9}}, 422, "priority"),
+    ("unknown top-level field", "POST", "/v1/jobs", {"json": {**SMALL_JOB, "priority": 9}}, 422, "priority"),
     ("unknown hyperparameter", "POST", "/v1/jobs", {"json": job_with(momentum=0.9)}, 422, "momentum"),
-    ("NaN literal", "POST", "/v1/jobs", raw('{"dataset": {"x": [NaN], "y": [1]}}'), 422, "finite"),
-    ("Infinity literal", "POST", "/v1/jobs", raw('{"dataset": {"x": [1], "y": [Infinity]}}'), 422, "finite"),
-    ("1e400 overflows", "POST", "/v1/jobs", raw('{"dataset": {"x": [1e400], "y": [1]}}'), 422, "finite"),
+    ("NaN literal", "POST", "/v1/jobs", raw_json('{"dataset": {"x": [NaN], "y": [1]}}'), 422, "finite"),
+    ("Infinity literal", "POST", "/v1/jobs", raw_json('{"dataset": {"x": [1], "y": [Infinity]}}'), 422, "finite"),
+    ("1e400 overflows", "POST", "/v1/jobs", raw_json('{"dataset": {"x": [1e400], "y": [1]}}'), 422, "finite"),
     ("string nan", "POST", "/v1/jobs", {"json": {"dataset": {"x": ["nan"], "y": [1.0]}}}, 422, "x"),
     ("string number", "POST", "/v1/jobs", {"json": job_with(learning_rate="0.1")}, 422, "learning_rate"),
     ("boolean for float", "POST", "/v1/jobs", {"json": job_with(learning_rate=True)}, 422, "learning_rate"),
@@ -79,21 +75,28 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         422,
         "patience",
     ),  # fmt: skip
-    ("both dataset and dataset_id", "POST", "/v1/jobs", {"json": {**OK_JOB, "dataset_id": "ds_x"}}, 422, "exactly one"),
+    (
+        "both dataset and dataset_id",
+        "POST",
+        "/v1/jobs",
+        {"json": {**SMALL_JOB, "dataset_id": "ds_x"}},
+        422,
+        "exactly one",
+    ),
     ("neither dataset", "POST", "/v1/jobs", {"json": {"hyperparameters": {}}}, 422, "exactly one"),
     ("unknown dataset_id", "POST", "/v1/jobs", {"json": {"dataset_id": "ds_nope"}}, 404, "ds_nope"),
     (
         "negative max runtime",
         "POST",
         "/v1/jobs",
-        {"json": {**OK_JOB, "max_runtime_seconds": -1}},
+        {"json": {**SMALL_JOB, "max_runtime_seconds": -1}},
         422,
         "max_runtime_seconds",
     ),  # fmt: skip
-    ("unparseable JSON", "POST", "/v1/jobs", raw('{"dataset": '), 400, "not valid JSON"),
-    ("unparseable dataset JSON", "POST", "/v1/datasets", raw("[1, 2"), 400, "not valid JSON"),
+    ("unparseable JSON", "POST", "/v1/jobs", raw_json('{"dataset": '), 400, "not valid JSON"),
+    ("unparseable dataset JSON", "POST", "/v1/datasets", raw_json("[1, 2"), 400, "not valid JSON"),
     ("dataset unknown field", "POST", "/v1/datasets", {"json": {"x": [1.0], "y": [1.0], "z": [1.0]}}, 422, "z"),
-    ("dataset NaN", "POST", "/v1/datasets", raw('{"x": [NaN], "y": [1]}'), 422, "finite"),
+    ("dataset NaN", "POST", "/v1/datasets", raw_json('{"x": [NaN], "y": [1]}'), 422, "finite"),
     (
         "CSV with a bad line",
         "POST",
@@ -166,8 +169,8 @@ def test_missing_or_bad_key_is_401_with_www_authenticate(shared_server: Server) 
 
 
 def test_wrong_state_is_409_and_idempotency_mismatch_is_422(client: httpx.Client) -> None:
-    first = client.post("/v1/jobs", json=OK_JOB, headers={"Idempotency-Key": "abc"})
-    again = client.post("/v1/jobs", json=OK_JOB, headers={"Idempotency-Key": "abc"})
+    first = client.post("/v1/jobs", json=SMALL_JOB, headers={"Idempotency-Key": "abc"})
+    again = client.post("/v1/jobs", json=SMALL_JOB, headers={"Idempotency-Key": "abc"})
     assert (first.status_code, again.status_code) == (202, 200) and first.json()["id"] == again.json()["id"]
     other = client.post("/v1/jobs", json=job_with(epochs=7), headers={"Idempotency-Key": "abc"})
     assert other.status_code == 422 and "Idempotency-Key" in other.text

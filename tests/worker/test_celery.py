@@ -8,13 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.api.helpers import sine_points, wait_for
-from tests.conftest import Server
 from tests.reference import NAMES, plain_train
-from tests.worker.conftest import Stack
+from tests.support.celery import Stack
+from tests.support.client import wait_for
+from tests.support.data import INIT, SECONDS_OF_TRAINING, sine_points
+from tests.support.keys import bearer
+from tests.support.server import Server
 
-INIT = {"w11": 0.7, "w12": -1.1, "b11": 0.2, "b12": 0.4, "w21": 0.9, "w22": -0.6, "b2": 0.1}
-SECONDS_OF_TRAINING = {"learning_rate": 0.001, "batch_size": 1, "epochs": 600}  # on 200,000 points
 FOREVER = {"learning_rate": 0.001, "batch_size": 1, "epochs": 100000}
 
 
@@ -134,9 +134,7 @@ def test_rate_limit_is_counted_in_redis_across_serve_processes(celery_stack: Cal
         statuses = []
         for i in range(14):  # alternating between the two processes: one count in Redis
             server = stack.server if i % 2 else second
-            statuses.append(
-                httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {server.key}"}).status_code
-            )
+            statuses.append(httpx.get(f"{server.url}/v1/jobs", headers=bearer(server.key)).status_code)
         assert statuses.count(200) == 10 and statuses[10:] == [429] * 4
     finally:
         second.stop()

@@ -1,4 +1,4 @@
-"""Plain helpers for tests that talk to a real server."""
+"""Helpers for talking to a real server over HTTP."""
 
 import json
 import math
@@ -37,9 +37,6 @@ def assert_all_finite(text: str) -> None:
     walk(json.loads(text))
 
 
-def sine_points(n: int, seed: int = 0) -> dict[str, list[float]]:
-    import numpy as np  # noqa: PLC0415
-
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(-3, 3, n)
-    return {"x": x.tolist(), "y": (np.sin(x) + 0.1 * rng.standard_normal(n)).tolist()}
+def raw_json(text: str) -> dict[str, Any]:
+    """Request arguments that send text as it is, as a JSON body (for bodies json= cannot make)."""
+    return {"content": text, "headers": {"Content-Type": "application/json"}}
