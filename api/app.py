@@ -10,7 +10,7 @@ from fastapi_offline import FastAPIOffline
 from api import errors
 from api.limits import BodySizeLimit
 from api.ratelimit import RateLimit
-from api.routes import datasets, jobs, service
+from api.routes import datasets, jobs, service, sweeps
 from jobs import db, lifecycle
 from jobs.settings import get_settings
 from worker.executor import make_executor
@@ -47,7 +47,7 @@ def create_app() -> FastAPI:
     app.state.executor = executor
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
-    for router in (datasets.router, jobs.router):
+    for router in (datasets.router, jobs.router, sweeps.router):
         app.include_router(router, prefix="/v1", responses=errors.ERRORS)
     app.include_router(service.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

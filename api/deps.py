@@ -11,13 +11,13 @@ from typing import Annotated, ParamSpec, TypeVar
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import FromClause
 from sqlalchemy.orm import Session
 
 from api.ratelimit import RateLimit
-from jobs import keys, tables
-from jobs.db import Record, get_engine, new_session
+from jobs import keys, reads
+from jobs.db import get_engine, new_session
 from jobs.errors import NotFound
+from jobs.tables import Dataset, Job, Sweep
 from worker.executor import Executor
 
 P = ParamSpec("P")
@@ -67,33 +67,38 @@ async def _counted_key(request: Request, credentials: HTTPAuthorizationCredentia
 
 async def current_owner(request: Request, credentials: Credentials) -> str:
     """The owner of the request's API key; 401 without a valid one."""
-    owner = await _read(keys.owner_of, await _counted_key(request, credentials))
+    owner = await _read(reads.owner_of, await _counted_key(request, credentials))
     if owner is None:
         raise _unauthorized()
     return owner
 
 
-def _owned(table: FromClause, object_id: str, key: str) -> Record:
-    """The key owner's row; 401 for a bad key, 404 for no such object of this owner."""
-    found = keys.owned_by_key(table=table, object_id=object_id, key=key)
-    if found is None and keys.owner_of(key) is None:
+def _owned(table: type[reads.Owned], object_id: str, key: str) -> reads.Owned:
+    """The key owner's object; 401 for a bad key, 404 for no such object of this owner."""
+    found = reads.owned_by_key(table, object_id, key)
+    if found is None and reads.owner_of(key) is None:
         raise _unauthorized()
     if found is None:
-        raise NotFound(f"{table.description.removesuffix('s')} {object_id} not found")  # jobs -> job
+        raise NotFound(f"{table.__tablename__.removesuffix('s')} {object_id} not found")  # jobs -> job
     return found
 
 
-async def owned_job(job_id: str, request: Request, credentials: Credentials) -> Record:
-    return await _read(_owned, tables.Job.__table__, job_id, await _counted_key(request, credentials))
+async def owned_job(job_id: str, request: Request, credentials: Credentials) -> Job:
+    return await _read(_owned, Job, job_id, await _counted_key(request, credentials))
 
 
-async def owned_dataset(dataset_id: str, request: Request, credentials: Credentials) -> Record:
-    return await _read(_owned, tables.Dataset.__table__, dataset_id, await _counted_key(request, credentials))
+async def owned_dataset(dataset_id: str, request: Request, credentials: Credentials) -> Dataset:
+    return await _read(_owned, Dataset, dataset_id, await _counted_key(request, credentials))
+
+
+async def owned_sweep(sweep_id: str, request: Request, credentials: Credentials) -> Sweep:
+    return await _read(_owned, Sweep, sweep_id, await _counted_key(request, credentials))
 
 
 OwnerDep = Annotated[str, Depends(current_owner)]
-JobDep = Annotated[Record, Depends(owned_job)]
-DatasetDep = Annotated[Record, Depends(owned_dataset)]
+JobDep = Annotated[Job, Depends(owned_job)]
+DatasetDep = Annotated[Dataset, Depends(owned_dataset)]
+SweepDep = Annotated[Sweep, Depends(owned_sweep)]
 
 
 # A retried create with the same key gets what the first created (jobs/idempotency.py).

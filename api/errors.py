@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 
 from api.schemas import ErrorOut
-from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
+from jobs.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound, QueueUnavailable, QuotaExceeded
 from model import TrainingInputError
 
 
@@ -72,6 +72,13 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(QuotaExceeded, _status(429))
     app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(InvalidInput, _invalid_input)
+    app.add_exception_handler(QueueUnavailable, _status(503))
+
+
+async def _invalid_input(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidInput)
+    return await _validation(request, invalid(exc.loc, str(exc)))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

@@ -1,26 +1,35 @@
-"""Cursor pages of an owner's objects, newest first (datasets and jobs list the same way)."""
+"""Cursor pages of an owner's objects, newest first (datasets, jobs and sweeps list the same way)."""
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Query
+from pydantic import BaseModel
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from jobs.tables import Dataset, Job
+from api.schemas import Page
+from jobs.tables import Dataset, Job, Sweep
 
 # The creation number of the last item shown; the next page starts below it.
 Cursor = Annotated[str | None, Query(pattern=r"^c[0-9]{1,18}$", description="next_cursor of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=100)]
-Row = TypeVar("Row", Dataset, Job)
+Row = TypeVar("Row", Dataset, Job, Sweep)
+Item = TypeVar("Item", bound=BaseModel)
 
 
-def page(session: Session, query: Select[Row], model: type[Row], limit: int, cursor: str | None,
-         render: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """{"items": [...], "next_cursor": ...} of query (the owner's rows of model), newest first."""
+def page(
+    session: Session,
+    query: Select[Row],
+    model: type[Row],
+    limit: int,
+    cursor: str | None,
+    render: Callable[[Row], Item],
+) -> Page[Item]:
+    """A page of query (the owner's rows of model), newest first."""
     query = query.order_by(model.seq.desc()).limit(limit + 1)
     if cursor is not None:
         query = query.where(model.seq < int(cursor[1:]))
     rows = list(session.scalars(query))
     more = len(rows) > limit
-    return {"items": [render(r) for r in rows[:limit]], "next_cursor": f"c{rows[limit - 1].seq}" if more else None}
+    return Page[Item](items=[render(r) for r in rows[:limit]], next_cursor=f"c{rows[limit - 1].seq}" if more else None)

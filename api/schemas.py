@@ -1,12 +1,16 @@
-"""Request and response bodies of the HTTP API (../shared/spec/api.md)."""
+"""Request and response bodies of the HTTP API (docs/api.md; the live reference is /docs)."""
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+from jobs.hyperparameters import RANGES, SWEEPABLE
+from jobs.status import Status
+from model import TrainConfig
+
 Name = Annotated[str, Field(min_length=1, max_length=200)]
+DEFAULT = TrainConfig()
 
 
 class Strict(BaseModel):
@@ -63,17 +67,19 @@ class EarlyStopping(Strict):
 
 
 class Hyperparameters(Strict):
-    learning_rate: Annotated[float, Field(gt=0)] = 0.1
-    batch_size: Annotated[int, Field(ge=1)] = 32
-    epochs: Annotated[int, Field(ge=1)] = 100
-    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
-    shuffle: bool = True
-    drop_last: bool = False
+    """How to train; the defaults are model.TrainConfig's."""
+
+    learning_rate: Annotated[float, Field(gt=0)] = DEFAULT.learning_rate
+    batch_size: Annotated[int, Field(ge=1)] = DEFAULT.batch_size
+    epochs: Annotated[int, Field(ge=1)] = DEFAULT.epochs
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = DEFAULT.seed
+    shuffle: bool = DEFAULT.shuffle
+    drop_last: bool = DEFAULT.drop_last
     initial_parameters: Parameters | None = None
-    validation_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.0
+    validation_fraction: Annotated[float, Field(ge=0, lt=0.5)] = DEFAULT.validation_fraction
     early_stopping: EarlyStopping | None = None
-    dtype: Literal["float32", "float64"] = "float32"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = DEFAULT.dtype
+    device: Literal["auto", "cpu", "cuda"] = DEFAULT.device
 
 
 class JobIn(Strict):
@@ -110,16 +116,27 @@ class Error(BaseModel):
     code: str  # diverged, timeout, worker_lost, internal, invalid_input, dataset_deleted
     message: str
 
+    @classmethod
+    def of(cls, code: str | None, message: str | None) -> "Error | None":
+        """The error of a row's error_code and error_message columns, None without one."""
+        return cls(code=code, message=message or "") if code else None
 
-class Result(BaseModel):
-    parameters: dict[str, float]
+
+class ResultSummary(BaseModel):
+    """A result without its loss histories (GET .../result has them)."""
+
+    parameters: Parameters
     initial_loss: float | None
-    loss_history: list[float]
-    validation_loss_history: list[float] | None
     final_loss: float | None
     epochs_completed: int
     stopped_early: bool
     training_seconds: float
+
+
+class Result(ResultSummary):
+    loss_history: list[float]  # [k]: the MSE over all training points after epoch k + 1 (or epochs[k])
+    validation_loss_history: list[float] | None
+    epochs: list[int] | None = None  # with start, stop or max_points: the epoch (from 1) of each entry
 
 
 class JobSummary(BaseModel):
@@ -141,7 +158,7 @@ class JobSummary(BaseModel):
 
 
 class Job(JobSummary):
-    result: Result | None  # set when succeeded; the partial result of a cancelled, timed-out or diverged job
+    result: ResultSummary | None  # set when succeeded; the partial result of a cancelled, timed-out or diverged job
 
 
 Item = TypeVar("Item", bound=BaseModel)
@@ -166,3 +183,163 @@ class ErrorOut(BaseModel):
     """An error other than a validation error: what went wrong, in words."""
 
     detail: str
+
+
+class Range(Strict):
+    min: float
+    max: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.log and self.min <= 0:
+            raise ValueError("a log range needs min > 0")
+        return self
+
+
+def _check_values(key: str, values: list[Any]) -> None:
+    """Each value must be a valid Hyperparameters value of key."""
+    if key not in SWEEPABLE:
+        raise ValueError(f"{key} cannot be swept; one of {', '.join(SWEEPABLE)}")
+    if not values:
+        raise ValueError(f"{key}: give at least one value")
+    for value in values:
+        try:
+            Hyperparameters.model_validate({key: value})
+        except ValidationError as exc:
+            raise ValueError(f"{key}: {exc.errors()[0]['msg']} ({value!r})") from None
+
+
+class Random(Strict):
+    """n trials drawn from seed: NAME: {min, max, log} for learning_rate, batch_size, epochs,
+    seed; NAME_values: [...] for any sweepable name."""
+
+    trials: Annotated[int, Field(ge=1)]
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
+
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _draws(self) -> Self:
+        for key, how in (self.model_extra or {}).items():
+            if key.endswith("_values"):
+                _check_values(key.removesuffix("_values"), how if isinstance(how, list) else [])
+                continue
+            if key not in RANGES:
+                raise ValueError(f"{key}: draw from a range one of {', '.join(RANGES)}, or give {key}_values")
+            bounds = Range.model_validate(how)
+            for bound in (bounds.min, bounds.max):
+                value = int(bound) if RANGES[key] is int and bound == int(bound) else bound
+                _check_values(key, [value])
+        return self
+
+
+class SweepIn(Strict):
+    dataset_id: str | None = None
+    dataset: Points | None = None
+    hyperparameters: Hyperparameters = Hyperparameters()
+    grid: dict[str, list[Any]] | None = None
+    random: Random | None = None
+    objective: Literal["final_loss", "final_validation_loss"] | None = None
+    max_runtime_seconds: Annotated[float, Field(gt=0)] | None = None
+    name: Name | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "dataset": {"x": [-2.0, -1.0, 0.0, 1.0, 2.0], "y": [-0.9, -0.8, 0.0, 0.8, 0.9]},
+                    "hyperparameters": {"epochs": 200, "batch_size": 2},
+                    "grid": {"learning_rate": [0.1, 0.5, 1.0], "seed": [0, 1]},
+                },
+                {
+                    "dataset_id": "ds_0123456789abcdef01234567",
+                    "random": {"trials": 20, "seed": 0, "learning_rate": {"min": 0.01, "max": 1.0, "log": True}},
+                },
+            ]
+        }
+    )
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> Self:
+        if (self.dataset_id is None) == (self.dataset is None):
+            raise ValueError("give exactly one of dataset_id or dataset")
+        if (self.grid is None) == (self.random is None):
+            raise ValueError("give exactly one of grid or random")
+        for key, values in (self.grid or {}).items():
+            _check_values(key, values)
+        return self
+
+
+class TrialCounts(BaseModel):
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class SweepProgress(BaseModel):
+    epochs_completed: int
+    epochs: int
+
+
+class Best(BaseModel):
+    index: int
+    hyperparameters: dict[str, Any]
+    objective: float
+    parameters: Parameters
+
+
+class Sweep(BaseModel):
+    id: str
+    name: str | None
+    status: Status
+    dataset_id: str
+    hyperparameters: dict[str, Any]  # the base, resolved
+    grid: dict[str, list[Any]] | None
+    random: dict[str, Any] | None
+    objective: str
+    max_runtime_seconds: float | None
+    trials: TrialCounts
+    progress: SweepProgress
+    best: Best | None  # the trial with the smallest objective so far
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    device: str | None
+    attempts: int
+    error: Error | None
+
+
+class SweepSummary(BaseModel):
+    """A sweep as listed: no counts, progress or best (GET the sweep for those)."""
+
+    id: str
+    name: str | None
+    status: Status
+    dataset_id: str
+    objective: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: Error | None
+
+
+class TrialBase(BaseModel):
+    index: int
+    hyperparameters: dict[str, Any]  # all resolved
+    status: Status
+    error: Error | None
+    objective: float | None
+
+
+class Trial(TrialBase):
+    result: ResultSummary | None
+
+
+class TrialWithResult(TrialBase):
+    result: Result | None  # the whole Result: histories too

@@ -9,13 +9,15 @@ from sqlalchemy.orm import Session
 
 from jobs.errors import Conflict, NotFound
 from jobs.idempotency import commit_once
-from jobs.lifecycle import ACTIVE, new_id
-from jobs.tables import Dataset, Job
+from jobs.lifecycle import new_id
+from jobs.status import ACTIVE
+from jobs.tables import Dataset, Job, Sweep
 
-Points = npt.NDArray[np.float64]
+Array = npt.NDArray[np.float64]
+Points = tuple[Array, Array]  # x, y
 
 
-def build(*, owner: str, x: Points, y: Points, name: str | None,
+def build(*, owner: str, x: Array, y: Array, name: str | None,
           idempotency_key: str | None = None, request_hash: str | None = None) -> Dataset:  # fmt: skip
     """A new dataset row (not yet added) for finite points x, y of equal length >= 1."""
     blob = np.concatenate([x, y]).astype("<f8").tobytes()
@@ -40,7 +42,7 @@ def get(*, session: Session, owner: str, dataset_id: str) -> Dataset:
     return dataset
 
 
-def load_points(*, session: Session, dataset_id: str) -> tuple[Points, Points] | None:
+def load_points(*, session: Session, dataset_id: str) -> Points | None:
     """(x, y) of a dataset, or None if it was deleted."""
     blob = session.scalar(select(Dataset.points).where(Dataset.id == dataset_id))
     if blob is None:
@@ -51,12 +53,14 @@ def load_points(*, session: Session, dataset_id: str) -> tuple[Points, Points] |
 
 
 def remove(*, session: Session, owner: str, dataset_id: str) -> None:
-    """Delete a dataset unless a queued or running job uses it (one conditional DELETE)."""
-    in_use = exists().where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE))
+    """Delete a dataset unless a queued or running job or sweep uses it (one conditional DELETE)."""
+    in_use = exists().where(Job.dataset_id == dataset_id, Job.status.in_(ACTIVE)) | exists().where(
+        Sweep.dataset_id == dataset_id, Sweep.status.in_(ACTIVE)
+    )
     gone = session.execute(
         delete(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner, ~in_use).returning(Dataset.seq)
     ).first()  # fmt: skip
     session.commit()
     if gone is None:
         get(session=session, owner=owner, dataset_id=dataset_id)  # NotFound if it is not there
-        raise Conflict(f"dataset {dataset_id} is used by a queued or running job")
+        raise Conflict(f"dataset {dataset_id} is used by a queued or running job or sweep")

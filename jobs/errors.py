@@ -15,3 +15,15 @@ class IdempotencyMismatch(Exception):
 
 class QuotaExceeded(Exception):
     """The owner has as many active jobs as allowed."""
+
+
+class InvalidInput(Exception):
+    """A request that cannot be run: loc names the field (as in a 422's detail), the message why."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+class QueueUnavailable(Exception):
+    """The job queue did not take the run; nothing was stored."""

@@ -1,41 +1,45 @@
-"""The job state machine. Every change is one conditional UPDATE, so races resolve in the database.
+"""The state machine of a unit of work: a job, or a chunk of a sweep's trials (tables.Leased).
+Every change is one conditional UPDATE, so races resolve in the database.
 
     queued --claim--> running --finish--> succeeded | failed | cancelled
     queued --cancel--> cancelled;   running --cancel--> flag read by the run, which ends cancelled
     running, lease expired --reap--> queued again, or failed (worker_lost) after max attempts
 
-Only the current attempt (the attempts count it claimed) may write progress or a result.
+Only the current attempt (the attempts count it claimed) may write progress or a result. A
+sweep's own status is the sum of its chunks' (settle_sweep), updated with each chunk's change.
 """
 
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.db import utcnow
 from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
-from jobs.tables import Dataset, Job
-
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-ACTIVE = (QUEUED, RUNNING)
-
+from jobs.status import ACTIVE, Status
+from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
 
 # The Celery queue of each device choice: gpu workers read gpu, cpu workers cpu, both read train.
 QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}
+_TABLES: dict[str, type[Job] | type[SweepChunk]] = {"job": Job, "swc": SweepChunk}
 
 
 def queue_of(hyperparameters: dict[str, Any]) -> str:
-    """The queue a job is sent to, from its device."""
+    """The queue a job or a sweep's chunk is sent to, from its device."""
     return QUEUES[hyperparameters.get("device", "auto")]
 
 
 def new_id(prefix: str) -> str:
     """An opaque id with a type prefix, e.g. job_3f9c..."""
     return f"{prefix}_{secrets.token_hex(12)}"
+
+
+def table_of(run_id: str) -> type[Job] | type[SweepChunk]:
+    """The table of a unit of work, from its id's prefix."""
+    return _TABLES[run_id.split("_", 1)[0]]
 
 
 def get_job(*, session: Session, owner: str, job_id: str) -> Job:
@@ -46,82 +50,119 @@ def get_job(*, session: Session, owner: str, job_id: str) -> Job:
     return job
 
 
-@dataclass(frozen=True)
-class Claim:
-    attempt: int  # this run's number; its writes carry it
-    hyperparameters: dict[str, Any]
-    dataset_id: str
-    max_runtime_seconds: float | None
+def get_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
+    """The owner's sweep, or NotFound (also for another owner's sweep)."""
+    sweep = session.scalar(select(Sweep).where(Sweep.id == sweep_id, Sweep.owner == owner))
+    if sweep is None:
+        raise NotFound(f"sweep {sweep_id} not found")
+    return sweep
 
 
-def claim(*, session: Session, job_id: str, lease_seconds: float) -> Claim | None:
-    """queued -> running with a lease; None when the job is gone, cancelled or taken."""
-    now = utcnow()
-    row = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == QUEUED)
-        .values(status=RUNNING, attempts=Job.attempts + 1, started_at=func.coalesce(Job.started_at, now),
-                lease_expires_at=now + timedelta(seconds=lease_seconds))
-        .returning(Job.attempts, Job.hyperparameters, Job.dataset_id, Job.max_runtime_seconds)
-    ).one_or_none()  # fmt: skip
+def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
+    """queued -> running with a lease; the attempt's number, or None when the run is gone, cancelled or taken."""
+    table, now = table_of(run_id), utcnow()
+    attempt = session.execute(
+        update(table)
+        .where(table.id == run_id, table.status == Status.QUEUED)
+        .values(
+            status=Status.RUNNING,
+            attempts=table.attempts + 1,
+            started_at=func.coalesce(table.started_at, now),
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+        )
+        .returning(table.attempts)
+    ).scalar_one_or_none()
+    if attempt is not None and table is SweepChunk:
+        chunk = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id == run_id)
+        sweep_id, lo, hi = session.execute(chunk).one()
+        session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.RUNNING))
+        session.execute(
+            update(Sweep)
+            .where(Sweep.id == sweep_id, Sweep.status == Status.QUEUED)
+            .values(status=Status.RUNNING, started_at=now)
+        )
     session.commit()
-    return Claim(*row) if row is not None else None
+    return attempt
 
 
-def _current(job_id: str, attempt: int) -> ColumnElement[bool]:
-    return (Job.id == job_id) & (Job.status == RUNNING) & (Job.attempts == attempt)
+def in_chunk(sweep_id: str, lo: int, hi: int) -> ColumnElement[bool]:
+    """The trials [lo, hi) of a sweep."""
+    return (Trial.sweep_id == sweep_id) & (Trial.index >= lo) & (Trial.index < hi)
 
 
-def heartbeat(
-    *, session: Session, job_id: str, attempt: int, lease_seconds: float, epochs_completed: int, last_loss: float | None
-) -> bool | None:
-    """Extend the lease and record progress; returns whether a cancel was asked, None if this attempt is stale."""
+def current(run_id: str, attempt: int) -> ColumnElement[bool]:
+    """The run's row while this attempt owns it."""
+    table = table_of(run_id)
+    return (table.id == run_id) & (table.status == Status.RUNNING) & (table.attempts == attempt)
+
+
+def heartbeat(*, session: Session, run_id: str, attempt: int, lease_seconds: float, **progress: Any) -> bool | None:
+    """Extend the lease and record progress (columns of the run's table); returns whether a
+    cancel was asked, None if this attempt is stale."""
+    table = table_of(run_id)
     flag = session.execute(
-        update(Job)
-        .where(_current(job_id, attempt))
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds), epochs_completed=epochs_completed,
-                last_loss=last_loss)
-        .returning(Job.cancel_requested)
-    ).scalar_one_or_none()  # fmt: skip
+        update(table)
+        .where(current(run_id, attempt))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds), **progress)
+        .returning(table.cancel_requested)
+    ).scalar_one_or_none()
     session.commit()
     return flag
 
 
-def finish(
-    *,
-    session: Session,
-    job_id: str,
-    attempt: int,
-    status: str,
-    result: dict[str, Any] | None,
-    epochs_completed: int,
-    last_loss: float | None,
-    device: str | None,
-    error_code: str | None = None,
-    error_message: str | None = None,
-) -> bool:
-    """running -> succeeded | failed | cancelled, by the current attempt only; False if stale."""
+def finish(*, session: Session, run_id: str, attempt: int, status: Status, **values: Any) -> bool:
+    """running -> succeeded | failed | cancelled, by the current attempt only; False if stale.
+
+    values: the other columns to set (result, error, device, ...). A chunk's end settles its
+    sweep. Not committed: the caller commits it with what the run wrote beside it (or rolls
+    all of it back when this returns False)."""
+    table = table_of(run_id)
     done = session.execute(
-        update(Job)
-        .where(_current(job_id, attempt))
-        .values(status=status, result=result, finished_at=utcnow(), lease_expires_at=None,
-                epochs_completed=epochs_completed, last_loss=last_loss, device=device, error_code=error_code,
-                error_message=error_message)
-        .returning(Job.seq)
-    ).first()  # fmt: skip
-    session.commit()
+        update(table)
+        .where(current(run_id, attempt))
+        .values(status=status, finished_at=utcnow(), lease_expires_at=None, **values)
+        .returning(table.seq)
+    ).first()
+    if done is not None and table is SweepChunk:
+        sweep_id = session.scalar(select(SweepChunk.sweep_id).where(SweepChunk.id == run_id))
+        settle_sweep(session=session, sweep_id=sweep_id)
     return done is not None
+
+
+def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
+    """End the sweep once none of its chunks is queued or running: failed if a chunk failed
+    (timeout, worker_lost, internal), else cancelled if one was cancelled, else succeeded."""
+    chunks = select(SweepChunk).where(SweepChunk.sweep_id == sweep_id)
+    if session.scalar(select(exists(chunks.where(SweepChunk.status.in_(ACTIVE))))):
+        return
+    failed = session.execute(
+        chunks.with_only_columns(SweepChunk.error_code, SweepChunk.error_message)
+        .where(SweepChunk.status == Status.FAILED)
+        .limit(1)
+    ).first()
+    cancelled = session.scalar(select(exists(chunks.where(SweepChunk.status == Status.CANCELLED))))
+    status = Status.FAILED if failed else Status.CANCELLED if cancelled else Status.SUCCEEDED
+    session.execute(
+        update(Sweep)
+        .where(Sweep.id == sweep_id, Sweep.status.in_(ACTIVE))
+        .values(
+            status=status,
+            finished_at=utcnow(),
+            error_code=failed.error_code if failed else None,
+            error_message=failed.error_message if failed else None,
+        )
+    )
 
 
 def cancel(*, session: Session, owner: str, job_id: str) -> Job:
     """A queued job is cancelled at once; a running one is flagged and stops within a second."""
     mine = (Job.id == job_id) & (Job.owner == owner)
-    now = utcnow()
-    done = session.execute(
-        update(Job).where(mine, Job.status == QUEUED).values(status=CANCELLED, finished_at=now).returning(Job.seq)
-    ).first() or session.execute(
-        update(Job).where(mine, Job.status == RUNNING).values(cancel_requested=True).returning(Job.seq)
-    ).first()  # fmt: skip
+    queued = update(Job).where(mine, Job.status == Status.QUEUED)
+    running = update(Job).where(mine, Job.status == Status.RUNNING)
+    done = (
+        session.execute(queued.values(status=Status.CANCELLED, finished_at=utcnow()).returning(Job.seq)).first()
+        or session.execute(running.values(cancel_requested=True).returning(Job.seq)).first()
+    )
     session.commit()
     job = get_job(session=session, owner=owner, job_id=job_id)
     if done is None:
@@ -129,72 +170,123 @@ def cancel(*, session: Session, owner: str, job_id: str) -> Job:
     return job
 
 
-def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
-    """Deal with running jobs whose lease expired; returns (id, queue) of those queued again."""
+def cancel_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
+    """Queued chunks (and their trials) are cancelled at once; running ones are flagged and stop
+    within a second, keeping their trials' partial results."""
+    sweep = get_sweep(session=session, owner=owner, sweep_id=sweep_id)
+    if sweep.status not in ACTIVE:
+        raise Conflict(f"sweep {sweep_id} is {sweep.status}: only a queued or running sweep can be cancelled")
     now = utcnow()
-    expired = (Job.status == RUNNING) & (Job.lease_expires_at < now)
-    session.execute(
-        update(Job)
-        .where(expired, Job.cancel_requested)
-        .values(status=CANCELLED, finished_at=now, lease_expires_at=None)
-    )
-    session.execute(
-        update(Job)
-        .where(expired, Job.attempts >= max_attempts)
-        .values(status=FAILED, finished_at=now, lease_expires_at=None, error_code="worker_lost",
-                error_message=f"the job's worker was lost {max_attempts} times")
-    )  # fmt: skip
-    requeued = [
-        (row.id, queue_of(row.hyperparameters))
-        for row in session.execute(
-            update(Job)
-            .where(expired, Job.attempts < max_attempts)
-            .values(status=QUEUED, lease_expires_at=None)
-            .returning(Job.id, Job.hyperparameters)
-        )
-    ]
+    mine = SweepChunk.sweep_id == sweep_id
+    ranges = session.execute(
+        update(SweepChunk)
+        .where(mine, SweepChunk.status == Status.QUEUED)
+        .values(status=Status.CANCELLED, finished_at=now)
+        .returning(SweepChunk.lo, SweepChunk.hi)
+    ).all()
+    for lo, hi in ranges:
+        session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.CANCELLED))
+    session.execute(update(SweepChunk).where(mine, SweepChunk.status == Status.RUNNING).values(cancel_requested=True))
+    settle_sweep(session=session, sweep_id=sweep_id)
     session.commit()
-    return requeued
+    session.refresh(sweep)
+    return sweep
+
+
+def _queue_of_runs(session: Session, ids: list[str]) -> list[tuple[str, str]]:
+    """(id, queue) of these jobs and chunks, in the given order."""
+    jobs = session.execute(select(Job.id, Job.hyperparameters).where(Job.id.in_(ids))).all()
+    chunks = session.execute(
+        select(SweepChunk.id, Sweep.hyperparameters)
+        .join(Sweep, Sweep.id == SweepChunk.sweep_id)
+        .where(SweepChunk.id.in_(ids))
+    )
+    hyperparameters: dict[str, dict[str, Any]] = dict([*jobs, *chunks])
+    return [(run_id, queue_of(hyperparameters[run_id])) for run_id in ids]
+
+
+def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
+    """Deal with running jobs and chunks whose lease expired; returns (id, queue) of those queued again."""
+    now = utcnow()
+    requeued: list[str] = []
+    lost = {"error_code": "worker_lost", "error_message": f"the run's worker was lost {max_attempts} times"}
+    for table in (Job, SweepChunk):
+        expired = update(table).where(table.status == Status.RUNNING, table.lease_expires_at < now)
+        ended = {"finished_at": now, "lease_expires_at": None}
+        cancelled = expired.where(table.cancel_requested).values(status=Status.CANCELLED, **ended)
+        failed = expired.where(table.attempts >= max_attempts).values(status=Status.FAILED, **ended, **lost)
+        again = expired.where(table.attempts < max_attempts).values(status=Status.QUEUED, lease_expires_at=None)
+        stopped = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
+        requeued += session.scalars(again.returning(table.id))
+        if table is SweepChunk:
+            for chunk_id in stopped:
+                _end_trials_of_lost_chunk(session, chunk_id)
+    out = _queue_of_runs(session, requeued)
+    session.commit()
+    return out
+
+
+def _end_trials_of_lost_chunk(session: Session, chunk_id: str) -> None:
+    chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).one()
+    session.execute(
+        update(Trial)
+        .where(in_chunk(chunk.sweep_id, chunk.lo, chunk.hi), Trial.status.in_(ACTIVE))
+        .values(status=chunk.status, error_code=chunk.error_code, error_message=chunk.error_message)
+    )
+    settle_sweep(session=session, sweep_id=chunk.sweep_id)
 
 
 def queued(*, session: Session) -> list[tuple[str, str]]:
-    """(id, queue) of all queued jobs, oldest first (to dispatch again after a restart)."""
-    rows = session.execute(select(Job.id, Job.hyperparameters).where(Job.status == QUEUED).order_by(Job.seq))
-    return [(row.id, queue_of(row.hyperparameters)) for row in rows]
+    """(id, queue) of all queued jobs and chunks, oldest first (to dispatch again after a restart)."""
+    ids = list(session.scalars(select(Job.id).where(Job.status == Status.QUEUED).order_by(Job.seq)))
+    ids += session.scalars(select(SweepChunk.id).where(SweepChunk.status == Status.QUEUED).order_by(SweepChunk.seq))
+    return _queue_of_runs(session, ids)
 
 
-def submit(*, session: Session, job: Job, max_active: int, dataset: Dataset | None = None) -> tuple[Job, bool]:
-    """Store a new queued job (and its inline dataset) in one transaction; (job, created).
+def submit(*, session: Session, row: Job | Sweep, max_active: int, extra: list[Any] | None = None) -> tuple[Any, bool]:
+    """Store a new queued job or sweep (with extra rows: an inline dataset, a sweep's chunks and
+    trials) in one transaction; (row, created). Dispatch only after this returns.
 
-    QuotaExceeded when the owner would have more than max_active queued or running jobs;
-    concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an advisory
-    lock; SQLite: the write lock its first INSERT takes). Dispatch only after this returns."""
+    QuotaExceeded when the owner would have more than max_active queued or running jobs and
+    sweeps; concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an
+    advisory lock; SQLite: the write lock its first INSERT takes)."""
     session.commit()  # end any read transaction: on SQLite the insert must begin the transaction
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(job.owner, 0))))
-    if dataset is not None:
-        session.add(dataset)
-    session.add(job)
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(row.owner, 0))))
+    session.add(row)
+    session.add_all(extra or [])
 
     def within_quota() -> None:
-        active = session.scalar(select(func.count()).where(Job.owner == job.owner, Job.status.in_(ACTIVE)))
-        if (active or 0) > max_active:
-            raise QuotaExceeded(f"{max_active} queued or running jobs is the limit per owner; wait for some to finish")
+        active = sum(
+            session.scalar(select(func.count()).where(table.owner == row.owner, table.status.in_(ACTIVE))) or 0
+            for table in (Job, Sweep)
+        )
+        if active > max_active:
+            message = f"{max_active} queued or running jobs and sweeps is the limit per owner; wait for some to finish"
+            raise QuotaExceeded(message)
 
     try:
-        return commit_once(session, job, before_commit=within_quota)
+        return commit_once(session, row, before_commit=within_quota)
     except QuotaExceeded:
         session.rollback()
         raise
 
 
-def withdraw(*, session: Session, job: Job, with_dataset: bool) -> bool:
-    """Delete a job whose dispatch failed, and with_dataset the dataset sent inline with it;
-    False, deleting nothing, when a worker claimed the job already (the message did go out)."""
-    gone = session.execute(
-        delete(Job).where(Job.id == job.id, Job.status == QUEUED, Job.attempts == 0).returning(Job.seq)
-    ).first()
-    if gone is not None and with_dataset:
-        session.execute(delete(Dataset).where(Dataset.id == job.dataset_id))
+def withdraw(*, session: Session, row: Job | Sweep, dataset_sent_inline: bool) -> bool:
+    """Delete a job or sweep whose dispatch failed, with the dataset sent inline with it; False,
+    deleting nothing, when a worker claimed it already (the message did go out)."""
+    if isinstance(row, Job):
+        gone = session.execute(
+            delete(Job).where(Job.id == row.id, Job.status == Status.QUEUED, Job.attempts == 0).returning(Job.seq)
+        ).first()
+    else:
+        gone = session.execute(
+            delete(Sweep).where(Sweep.id == row.id, Sweep.status == Status.QUEUED).returning(Sweep.seq)
+        ).first()
+        if gone is not None:
+            session.execute(delete(SweepChunk).where(SweepChunk.sweep_id == row.id))
+            session.execute(delete(Trial).where(Trial.sweep_id == row.id))
+    if gone is not None and dataset_sent_inline:
+        session.execute(delete(Dataset).where(Dataset.id == row.dataset_id))
     session.commit()
     return gone is not None

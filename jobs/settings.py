@@ -20,8 +20,16 @@ class Settings(BaseSettings):
     max_points: int = Field(10_000_000, ge=1, description="Most points in one dataset.")
     max_epochs: int = Field(1_000_000, ge=1, description="Most epochs of one job.")
     max_predict_points: int = Field(100_000, ge=1, description="Most x values in one predict request.")
-    max_work: int = Field(10**11, ge=1, description="Most points x epochs of one job.")
-    max_active_jobs_per_owner: int = Field(100, ge=1, description="Most queued + running jobs of one owner (429).")
+    max_work: int = Field(
+        10**11, ge=1, description="Most points x epochs of one job (of a sweep: summed over its trials)."
+    )
+    max_trials: int = Field(10_000, ge=1, description="Most trials of one sweep.")
+    sweep_chunk_trials: int = Field(
+        1024, ge=1, description="Trials per chunk of a sweep: one engine call, claimed by one worker."
+    )
+    max_active_jobs_per_owner: int = Field(
+        100, ge=1, description="Most queued + running jobs and sweeps of one owner (429)."
+    )
     rate_limit: str = Field("50/second", description="Requests per API key, e.g. 40/second or 600/minute (429).")
     request_threads: int = Field(4, ge=1, description="Threads running the sync routes (writes, lists, predict).")
     progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")

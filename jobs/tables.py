@@ -1,4 +1,4 @@
-"""The tables: API keys, datasets (points stored as one blob), jobs (the truth about a run)."""
+"""The tables: API keys, datasets (points stored as one blob), jobs and sweeps (the truth about a run)."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from jobs.db import Base, utcnow
+from jobs.status import Status
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -56,7 +57,24 @@ class Dataset(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
-class Job(Base):
+class Leased:
+    """The columns of a unit of work a worker claims, leases and finishes (jobs/lifecycle.py):
+    a job, or a chunk of a sweep's trials."""
+
+    status: Mapped[Status] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
+    device: Mapped[str | None] = mapped_column(String(32))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class Job(Leased, Base):
     __tablename__ = "jobs"
     # (owner, status): the quota counts an owner's active jobs on every submit.
     __table_args__ = (UniqueConstraint("owner", "idempotency_key"), Index("ix_jobs_owner_status", "owner", "status"))
@@ -65,21 +83,80 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(40), unique=True)
     owner: Mapped[str] = mapped_column(String(100), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), index=True)  # queued, running, succeeded, failed, cancelled
     dataset_id: Mapped[str] = mapped_column(String(40), index=True)
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # all resolved, seed included
     max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
-    epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
     last_loss: Mapped[float | None] = mapped_column(Float)
-    device: Mapped[str | None] = mapped_column(String(32))
-    error_code: Mapped[str | None] = mapped_column(String(32))
-    error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Sweep(Base):
+    """What the client asked for and how it ended; its trials run in SweepChunks."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"), Index("ix_sweeps_owner_status", "owner", "status"))
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    owner: Mapped[str] = mapped_column(String(100), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[Status] = mapped_column(String(16))  # the chunks' sum (lifecycle.settle_sweep)
+    dataset_id: Mapped[str] = mapped_column(String(40), index=True)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # the base, resolved
+    grid: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    random: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    objective: Mapped[str] = mapped_column(String(32))
+    max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
+    trials_total: Mapped[int] = mapped_column(Integer)
+    epochs_total: Mapped[int] = mapped_column(Integer)  # summed over the trials
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class SweepChunk(Leased, Base):
+    """Trials [lo, hi) of a sweep: trained in one engine call, claimed and leased like a job."""
+
+    __tablename__ = "sweep_chunks"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[str] = mapped_column(String(40), unique=True)
+    sweep_id: Mapped[str] = mapped_column(String(40), index=True)
+    lo: Mapped[int] = mapped_column(Integer)
+    hi: Mapped[int] = mapped_column(Integer)
+    max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class Trial(Base):
+    """One training of a sweep: its resolved hyperparameters and the scalars of its result.
+
+    Its loss histories live in the histories table: a leaderboard never reads them."""
+
+    __tablename__ = "trials"
+    __table_args__ = (Index("ix_trials_sweep_id_objective", "sweep_id", "objective"),)
+
+    sweep_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[Status] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    objective: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the Result without histories
+
+
+class History(Base):
+    """A run's loss histories as float64 little-endian arrays: a slice is a substring, never a decode of the whole."""
+
+    __tablename__ = "histories"
+
+    run_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # a job or a sweep
+    trial: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 for a job
+    loss: Mapped[bytes] = mapped_column(LargeBinary)
+    validation_loss: Mapped[bytes | None] = mapped_column(LargeBinary)

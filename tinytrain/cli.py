@@ -101,7 +101,7 @@ def worker(
     import os  # noqa: PLC0415
 
     from model.training import cuda_available  # noqa: PLC0415
-    from worker.celery_app import app as celery  # noqa: PLC0415
+    from worker.celery_app import make_app  # noqa: PLC0415
 
     gpu = cuda_available()
     model.warm_up()  # compiled before any job arrives; the pool's threads share it
@@ -111,7 +111,7 @@ def worker(
     # compiled training loop releases the GIL, so CPU jobs still train side by side.
     threads = 1 if gpu else concurrency or os.cpu_count() or 1  # one per GPU
     args += ["--pool", "threads", "--concurrency", str(threads)]
-    celery.worker_main(args)
+    make_app(get_settings()).worker_main(args)
 
 
 @keys_app.command("create")

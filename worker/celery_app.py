@@ -1,7 +1,7 @@
 """The Celery path: the app, its one task, and the executor `serve` dispatches through.
 
-Celery only delivers "run job X"; the database row is the truth (no result backend), and
-run_job re-reads it, so a duplicate or late message does nothing.
+Celery only delivers "run X" (a job or a chunk of a sweep); the database row is the truth (no
+result backend), and run() re-reads it, so a duplicate or late message does nothing.
 """
 
 from typing import Any
@@ -14,15 +14,16 @@ from kombu.entity import Queue
 from jobs import lifecycle
 from jobs.settings import Settings, get_settings
 from worker.reaper import Reaper
-from worker.run import run_job
+from worker.run import run
 
 QUEUES = tuple(lifecycle.QUEUES.values())
 
 
 def make_app(settings: Settings) -> Celery:
+    """The Celery app for these settings: the worker's (`tinytrain worker`) and the sender's."""
     app = Celery("tinytrain", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
-        # Ack after run_job returns: a worker that dies mid-job leaves the message to be delivered
+        # Ack after run returns: a worker that dies mid-job leaves the message to be delivered
         # again (reject on worker lost says the same for a pool process that dies, should a pool
         # that forks ever be used; `tinytrain worker` runs threads).
         task_acks_late=True,
@@ -45,11 +46,8 @@ def make_app(settings: Settings) -> Celery:
         task_ignore_result=True,
         worker_hijack_root_logger=False,
     )
-    app.task(name="jobs.train")(run_job)
+    app.task(name="jobs.train")(run)
     return app
-
-
-app = make_app(get_settings())
 
 
 class CeleryExecutor:
@@ -59,15 +57,16 @@ class CeleryExecutor:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.app = make_app(settings)
 
     def start(self) -> None:
         pass
 
-    def dispatch(self, job_id: str, queue: str) -> None:
+    def dispatch(self, run_id: str, queue: str) -> None:
         """Publish the message; raises if Redis does not answer within about a second."""
         # A few quick retries reconnect a pooled connection that a Redis restart broke.
         policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.3}
-        app.send_task("jobs.train", args=[job_id], queue=queue, retry=True, retry_policy=policy)
+        self.app.send_task("jobs.train", args=[run_id], queue=queue, retry=True, retry_policy=policy)
 
     def ready(self) -> bool:
         """True when Redis answers a PING."""

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import model
 from model.training import cuda_available
-from worker.run import run_job
+from worker.run import run
 
 T = TypeVar("T")
 
@@ -30,7 +30,7 @@ def _ping() -> bool:
 
 
 class LocalExecutor:
-    """Runs worker.run.run_job(job_id) in a pool of warmed-up processes."""
+    """Runs worker.run.run(run_id) in a pool of warmed-up processes."""
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
@@ -55,9 +55,9 @@ class LocalExecutor:
                 self._pool = self._new_pool()
                 return self._pool.submit(fn, *args)
 
-    def dispatch(self, job_id: str, queue: str) -> None:
-        """Run the job soon (the queue only matters to Celery); the row, not a future, reports the outcome."""
-        self._submit(run_job, job_id)
+    def dispatch(self, run_id: str, queue: str) -> None:
+        """Run the job or chunk soon (the queue only matters to Celery); the row, not a future, reports the outcome."""
+        self._submit(run, run_id)
 
     def ready(self) -> bool:
         """True when a pool process answers within a second."""

@@ -1,111 +1,236 @@
-"""Run one job by id: claim the row, load the dataset, train, report, honour cancel and deadline.
+"""Run one unit of work by id: a job, or a chunk of a sweep's trials (one engine call).
 
-The local executor and the Celery task both call run_job; everything it knows comes from the
-database row, so a job can be run again (after a lost worker) anywhere, with the same result.
+The local executor and the Celery task both call run(); everything it knows comes from the
+database, so a run can be repeated (after a lost worker) anywhere, with the same result.
+Claim the row, load the dataset, train with model/, heartbeat and record progress a few times
+a second, honour cancel and the deadline, store the result, all by the current attempt only.
 """
 
 import logging
 import time
-from dataclasses import asdict
+from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
 import model
-from jobs import datasets, lifecycle
+from jobs import datasets, lifecycle, results
 from jobs.db import session_scope
+from jobs.hyperparameters import config_from
 from jobs.settings import get_settings
+from jobs.status import Status
+from jobs.tables import Job, Sweep, SweepChunk, Trial
+from model.fleet import Fleet
 
 log = logging.getLogger(__name__)
 
 
-def config_from(hyperparameters: dict[str, Any]) -> model.TrainConfig:
-    """The engine's configuration from a job's resolved hyperparameters."""
-    hp = dict(hyperparameters)
-    stopping = hp.pop("early_stopping", None)
-    return model.TrainConfig(**hp, early_stopping=model.EarlyStopping(**stopping) if stopping else None)
+class Progress:
+    """The engine's callbacks for one attempt: heartbeat on progress, decide to stop.
 
+    beat() extends the lease and records progress when progress_interval_seconds have passed,
+    and learns from the row whether a cancel was asked or the attempt was lost; should_stop()
+    only reads what beat() and the deadline decided."""
 
-class _Progress:
-    """The engine's callbacks: record epochs, heartbeat a few times a second, decide to stop."""
-
-    def __init__(self, job_id: str, attempt: int, max_runtime_seconds: float | None) -> None:
+    def __init__(self, run_id: str, attempt: int, max_runtime_seconds: float | None) -> None:
         self.settings = get_settings()
-        self.job_id, self.attempt = job_id, attempt
+        self.run_id, self.attempt = run_id, attempt
         self.started = time.monotonic()
         self.deadline = self.started + max_runtime_seconds if max_runtime_seconds else None
         self.last_beat = self.started
-        self.epochs = 0
-        self.loss: float | None = None
-        self.reason: str | None = None  # why the run was stopped: cancelled, timeout or lost
+        self.reason: str | None = None  # why the run must stop: cancelled, timeout or lost
 
-    def on_epoch(self, epoch: int, loss: float) -> None:
-        self.epochs, self.loss = epoch, loss
+    def beat(self, **progress: Any) -> None:
+        now = time.monotonic()
+        if now - self.last_beat < self.settings.progress_interval_seconds:
+            return
+        self.last_beat = now
+        with session_scope() as session:
+            cancel = lifecycle.heartbeat(
+                session=session,
+                run_id=self.run_id,
+                attempt=self.attempt,
+                lease_seconds=self.settings.lease_seconds,
+                **progress,
+            )
+        if cancel is None or cancel:
+            self.reason = "lost" if cancel is None else "cancelled"
 
     def should_stop(self) -> bool:
-        now = time.monotonic()
-        if self.deadline is not None and now >= self.deadline:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
             self.reason = "timeout"
-        elif now - self.last_beat >= self.settings.progress_interval_seconds:
-            self.last_beat = now
-            with session_scope() as session:
-                cancel = lifecycle.heartbeat(session=session, job_id=self.job_id, attempt=self.attempt,
-                                             lease_seconds=self.settings.lease_seconds,
-                                             epochs_completed=self.epochs, last_loss=self.loss)  # fmt: skip
-            self.reason = "lost" if cancel is None else "cancelled" if cancel else None
         return self.reason is not None
 
 
-def run_job(job_id: str) -> None:
-    """Run the job if it is queued; return quietly if it is gone, cancelled or taken."""
-    settings = get_settings()
-    with session_scope() as session:
-        claim = lifecycle.claim(session=session, job_id=job_id, lease_seconds=settings.lease_seconds)
-        points = datasets.load_points(session=session, dataset_id=claim.dataset_id) if claim else None
-    if claim is None:
-        return
-    progress = _Progress(job_id, claim.attempt, claim.max_runtime_seconds)
+def run(run_id: str) -> None:
+    """Run the job or chunk if it is queued; return quietly if it is gone, cancelled or taken."""
+    (_run_chunk if lifecycle.table_of(run_id) is SweepChunk else _run_job)(run_id)
 
-    def finish(status: str, result: model.TrainResult | None, code: str | None = None, why: str | None = None) -> None:
+
+def _claim(run_id: str) -> int | None:
+    with session_scope() as session:
+        return lifecycle.claim(session=session, run_id=run_id, lease_seconds=get_settings().lease_seconds)
+
+
+def _train(
+    run_id: str, dataset_id: str, finish: Callable[..., None], train: Callable[[datasets.Points], Any]
+) -> Any | None:
+    """train(points), or None after finishing the run failed: its dataset is gone, or the run raised."""
+    with session_scope() as session:
+        points = datasets.load_points(session=session, dataset_id=dataset_id)
+    if points is None:
+        finish(Status.FAILED, error_code="dataset_deleted", error_message=f"dataset {dataset_id} was deleted")
+        return None
+    try:
+        return train(points)
+    except model.TrainingInputError as exc:
+        finish(Status.FAILED, error_code="invalid_input", error_message=str(exc))
+    except Exception:
+        log.exception("run %s failed", run_id)
+        finish(Status.FAILED, error_code="internal", error_message="the run failed unexpectedly; see the worker's log")
+    return None
+
+
+def _stop_error(progress: Progress, max_runtime_seconds: float | None) -> tuple[Status, dict[str, str]] | None:
+    """How a run that was stopped ends; None for a lost lease (a newer attempt owns the run)."""
+    if progress.reason == "cancelled":
+        return Status.CANCELLED, {}
+    if progress.reason == "timeout":
+        return Status.FAILED, {"error_code": "timeout", "error_message": f"stopped at {max_runtime_seconds=}"}
+    return None
+
+
+def _run_job(job_id: str) -> None:
+    attempt = _claim(job_id)
+    if attempt is None:
+        return
+    with session_scope() as session:
+        job = session.scalars(select(Job).where(Job.id == job_id)).one()
+        hyperparameters, dataset_id, max_runtime = job.hyperparameters, job.dataset_id, job.max_runtime_seconds
+    progress = Progress(job_id, attempt, max_runtime)
+
+    def finish(status: Status, result: model.TrainResult | None = None, **error: str) -> None:
         with session_scope() as session:
-            lifecycle.finish(
+            if lifecycle.finish(
                 session=session,
-                job_id=job_id,
-                attempt=claim.attempt,
+                run_id=job_id,
+                attempt=attempt,
                 status=status,
-                result=_result_json(result) if result else None,
+                result=results.scalars(result) if result else None,
                 device=result.device if result else None,
                 epochs_completed=result.epochs_completed if result else 0,
                 last_loss=result.final_loss if result else None,
-                error_code=code,
-                error_message=why,
-            )
+                **error,
+            ):
+                if result is not None:
+                    results.store_histories(session, [results.history_rows(job_id, 0, result)])
+            else:
+                session.rollback()
 
-    if points is None:
-        finish(lifecycle.FAILED, None, "dataset_deleted", f"dataset {claim.dataset_id} was deleted")
+    def on_epoch(epoch: int, loss: float) -> None:
+        progress.beat(epochs_completed=epoch, last_loss=loss)
+
+    def train(points: datasets.Points) -> model.TrainResult:
+        config = config_from(hyperparameters)
+        return model.train(*points, config, on_epoch=on_epoch, should_stop=progress.should_stop)
+
+    result: model.TrainResult | None = _train(job_id, dataset_id, finish, train)
+    if result is None:
         return
-    try:
-        result = model.train(*points, config_from(claim.hyperparameters), on_epoch=progress.on_epoch,
-                             should_stop=progress.should_stop)  # fmt: skip
-    except model.TrainingInputError as exc:
-        finish(lifecycle.FAILED, None, "invalid_input", str(exc))
-        return
-    except Exception:
-        log.exception("job %s failed", job_id)
-        finish(lifecycle.FAILED, None, "internal", "the run failed unexpectedly; see the worker's log")
-        return
+    stopped = _stop_error(progress, max_runtime)
     if result.diverged:
-        finish(
-            lifecycle.FAILED, result, "diverged", f"the loss became non-finite after epoch {result.epochs_completed}"
+        message = f"the loss became non-finite after epoch {result.epochs_completed}"
+        finish(Status.FAILED, result, error_code="diverged", error_message=message)
+    elif stopped is not None:
+        finish(stopped[0], result, **stopped[1])
+    elif progress.reason != "lost":
+        finish(Status.SUCCEEDED, result)
+
+
+def _objective(result: model.TrainResult, objective: str) -> float | None:
+    if objective == "final_validation_loss":
+        return result.validation_loss_history[-1] if result.validation_loss_history else None
+    return result.final_loss
+
+
+def _run_chunk(chunk_id: str) -> None:
+    attempt = _claim(chunk_id)
+    if attempt is None:
+        return
+    with session_scope() as session:
+        chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).one()
+        sweep = session.scalars(select(Sweep).where(Sweep.id == chunk.sweep_id)).one()
+        lo, hi, max_runtime = chunk.lo, chunk.hi, chunk.max_runtime_seconds
+        sweep_id, dataset_id, objective = sweep.id, sweep.dataset_id, sweep.objective
+        in_chunk = lifecycle.in_chunk(sweep_id, lo, hi)
+        trials = session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index))
+        configs = [config_from(hp) for hp in trials]
+    progress = Progress(chunk_id, attempt, max_runtime)
+
+    def finish(status: Status, fleet: list[model.TrainResult] | None = None, **error: str) -> None:
+        with session_scope() as session:
+            if fleet is not None:
+                _store_trials(session, sweep_id, lo, fleet, objective, (status, error))
+            else:
+                session.execute(update(Trial).where(in_chunk).values(status=status, **error))
+            done = lifecycle.finish(
+                session=session,
+                run_id=chunk_id,
+                attempt=attempt,
+                status=status,
+                device=fleet[0].device if fleet else None,
+                epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
+                **error,
+            )
+            if not done:
+                session.rollback()
+
+    def on_progress(fleet: Fleet) -> None:
+        progress.beat(epochs_completed=int(fleet.epochs_completed().sum()))
+
+    def train(points: datasets.Points) -> list[model.TrainResult]:
+        return model.train_fleet(*points, configs, on_progress=on_progress, should_stop=progress.should_stop)
+
+    fleet: list[model.TrainResult] | None = _train(chunk_id, dataset_id, finish, train)
+    if fleet is None:
+        return
+    stopped = _stop_error(progress, max_runtime)
+    if stopped is not None:
+        finish(stopped[0], fleet, **stopped[1])
+    elif progress.reason != "lost":
+        finish(Status.SUCCEEDED, fleet)
+
+
+def _store_trials(
+    session: Session,
+    sweep_id: str,
+    lo: int,
+    fleet: list[model.TrainResult],
+    objective: str,
+    stop: tuple[Status, dict[str, str]],
+) -> None:
+    """Each trial's outcome: diverged is failed, one stopped before its end ends as the chunk
+    does (cancelled, or failed on timeout), the rest succeeded. Histories beside them."""
+    rows = []
+    for offset, result in enumerate(fleet):
+        status: Status = Status.SUCCEEDED
+        error: dict[str, str | None] = {"error_code": None, "error_message": None}
+        if result.diverged:
+            status = Status.FAILED
+            message = f"the loss became non-finite after epoch {result.epochs_completed}"
+            error = {"error_code": "diverged", "error_message": message}
+        elif result.stopped:
+            status, error = stop[0], {**error, **stop[1]}
+        rows.append(
+            {
+                "sweep_id": sweep_id,
+                "index": lo + offset,
+                "status": status,
+                "result": results.scalars(result),
+                "objective": _objective(result, objective) if status == Status.SUCCEEDED else None,
+                **error,
+            }
         )
-    elif progress.reason == "cancelled":
-        finish(lifecycle.CANCELLED, result)
-    elif progress.reason == "timeout":
-        finish(lifecycle.FAILED, result, "timeout", f"stopped at max_runtime_seconds={claim.max_runtime_seconds}")
-    elif progress.reason != "lost":  # a lost lease: a newer attempt owns the job now
-        finish(lifecycle.SUCCEEDED, result)
-
-
-def _result_json(result: model.TrainResult) -> dict[str, Any]:
-    out = asdict(result)
-    for internal in ("diverged", "stopped", "device"):
-        del out[internal]
-    return out
+    session.execute(update(Trial), rows)
+    results.store_histories(session, [results.history_rows(sweep_id, lo + k, r) for k, r in enumerate(fleet)])

@@ -1,7 +1,6 @@
 """/v1/datasets: upload (JSON or CSV), read, list, delete."""
 
 import hashlib
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -16,7 +15,7 @@ from api.errors import error, invalid
 from api.jsonbody import parse_json
 from api.pages import Cursor, Limit, page
 from jobs import datasets, tables
-from jobs.db import Record, session_scope
+from jobs.db import session_scope
 from jobs.settings import get_settings
 from model.csvdata import CsvError, parse_points
 
@@ -34,9 +33,8 @@ _UPLOAD_BODY = {
 }
 
 
-def dataset_out(d: tables.Dataset | Record) -> dict[str, Any]:
-    return {"id": d.id, "name": d.name, "n_points": d.n_points, "x_min": d.x_min, "x_max": d.x_max,
-            "y_min": d.y_min, "y_max": d.y_max, "sha256": d.sha256, "created_at": d.created_at}  # fmt: skip
+def dataset_out(d: tables.Dataset) -> schemas.Dataset:
+    return schemas.Dataset.model_validate(d, from_attributes=True)
 
 
 def _parse(body: bytes, content_type: str) -> tuple[list[float], list[float], str | None]:
@@ -79,7 +77,7 @@ async def upload_dataset(
     response: Response,
     owner: OwnerDep,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> schemas.Dataset:
     """Store points: JSON {"x": [...], "y": [...], "name": ...} or CSV (x,y per line, optional header)."""
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -90,20 +88,20 @@ async def upload_dataset(
     return dataset_out(dataset)
 
 
-@router.get("", response_model=schemas.Page[schemas.Dataset])
+@router.get("")
 def list_datasets(
     owner: OwnerDep,
     session: SessionDep,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> schemas.Page[schemas.Dataset]:
     """The owner's datasets, newest first; pass next_cursor to get the next page."""
     query = select(tables.Dataset).where(tables.Dataset.owner == owner)
     return page(session, query, tables.Dataset, limit, cursor, dataset_out)
 
 
-@router.get("/{dataset_id}", response_model=schemas.Dataset)
-async def get_dataset(dataset: DatasetDep) -> dict[str, Any]:
+@router.get("/{dataset_id}")
+async def get_dataset(dataset: DatasetDep) -> schemas.Dataset:
     return dataset_out(dataset)
 
 

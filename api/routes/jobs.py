@@ -1,11 +1,10 @@
 """/v1/jobs: submit, read, list, cancel, result, predict."""
 
-import hashlib
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 import model
@@ -14,35 +13,68 @@ from api.deps import ExecutorDep, IdempotencyKey, JobDep, OwnerDep, SessionDep
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, page
-from jobs import datasets, lifecycle, tables
-from jobs.db import Record
+from jobs import admission, lifecycle, results, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
-from model.training import split_sizes
+from jobs.status import Status
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
-
-def job_summary(job: tables.Job | Record) -> dict[str, Any]:
-    return {
-        "id": job.id, "name": job.name, "status": job.status, "dataset_id": job.dataset_id,
-        "hyperparameters": job.hyperparameters, "max_runtime_seconds": job.max_runtime_seconds,
-        "progress": {"epochs_completed": job.epochs_completed, "epochs": job.hyperparameters["epochs"],
-                     "last_loss": job.last_loss},
-        "created_at": job.created_at, "started_at": job.started_at, "finished_at": job.finished_at,
-        "device": job.device, "attempts": job.attempts,
-        "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
-    }  # fmt: skip
+# A slice of a result's epochs (from 0, stop excluded), or at most max_points of them.
+Start = Annotated[int, Query(ge=0, description="The first epoch of the slice, counting from 0.")]
+Stop = Annotated[int | None, Query(ge=1, description="The epoch after the slice's last.")]
+MaxPoints = Annotated[int | None, Query(ge=2, le=1_000_000, description="At most this many entries, evenly spaced.")]
 
 
-def job_out(job: tables.Job | Record) -> dict[str, Any]:
-    return {**job_summary(job), "result": job.result}
+def job_summary(job: tables.Job) -> schemas.JobSummary:
+    return schemas.JobSummary(
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        dataset_id=job.dataset_id,
+        hyperparameters=job.hyperparameters,
+        max_runtime_seconds=job.max_runtime_seconds,
+        progress=schemas.Progress(
+            epochs_completed=job.epochs_completed, epochs=job.hyperparameters["epochs"], last_loss=job.last_loss
+        ),
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        device=job.device,
+        attempts=job.attempts,
+        error=schemas.Error.of(job.error_code, job.error_message),
+    )
 
 
-@router.post("", status_code=202, response_model=schemas.Job,
-             responses={200: {"model": schemas.Job, "description": "The job an earlier request with this "
-                                                                   "Idempotency-Key created."},
-                        **error(503, "The job queue is down; nothing was stored.")})  # fmt: skip
+def job_out(job: tables.Job) -> schemas.Job:
+    summary = job.result and schemas.ResultSummary.model_validate(job.result)
+    return schemas.Job(**dict(job_summary(job)), result=summary)
+
+
+def submit_request(owner: str, body: schemas.JobIn | schemas.SweepIn, idempotency_key: str | None) -> admission.Request:
+    """What the body asks, as plain values for admission."""
+    points = (np.array(body.dataset.x), np.array(body.dataset.y)) if body.dataset is not None else None
+    sweep = body if isinstance(body, schemas.SweepIn) else None
+    return admission.Request(
+        owner=owner,
+        hyperparameters=body.hyperparameters.model_dump(),
+        dataset_id=body.dataset_id,
+        points=points,
+        name=body.name,
+        max_runtime_seconds=body.max_runtime_seconds,
+        idempotency_key=idempotency_key,
+        request_hash=admission.request_hash(body.model_dump_json()),
+        grid=sweep.grid if sweep else None,
+        random=sweep.random.model_dump() if sweep and sweep.random else None,
+        objective=sweep.objective if sweep else None,
+    )
+
+
+CREATED_BEFORE = {"description": "What an earlier request with this Idempotency-Key created."}
+QUEUE_DOWN = error(503, "The job queue is down; nothing was stored.")
+
+
+@router.post("", status_code=202, responses={200: {"model": schemas.Job, **CREATED_BEFORE}, **QUEUE_DOWN})
 def submit_job(
     body: schemas.JobIn,
     owner: OwnerDep,
@@ -50,65 +82,28 @@ def submit_job(
     executor: ExecutorDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> dict[str, Any]:
+) -> schemas.Job:
     """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset)."""
     settings = get_settings()
-    hp = body.hyperparameters
-    if hp.epochs > settings.max_epochs:
-        raise invalid(("body", "hyperparameters", "epochs"), f"at most {settings.max_epochs} epochs")
-    if hp.device == "cuda" and not executor.has_cuda:
-        raise invalid(("body", "hyperparameters", "device"), "no worker of this service has a CUDA device")
-    inline = None
-    if body.dataset is not None:
-        if len(body.dataset.x) > settings.max_points:
-            raise invalid(("body", "dataset", "x"), f"at most {settings.max_points} points")
-        inline = datasets.build(owner=owner, x=np.array(body.dataset.x), y=np.array(body.dataset.y), name=body.name)
-        n_points, dataset_id = inline.n_points, inline.id
-    else:
-        assert body.dataset_id is not None
-        stored = datasets.get(session=session, owner=owner, dataset_id=body.dataset_id)
-        n_points, dataset_id = stored.n_points, stored.id
-    if n_points * hp.epochs > settings.max_work:
-        limit = f"the limit of {settings.max_work} point-epochs"
-        raise invalid(("body", "hyperparameters", "epochs"), f"{n_points} points x {hp.epochs} epochs is over {limit}")
-    try:
-        split_sizes(n_points, hp.validation_fraction, hp.batch_size)
-    except model.TrainingInputError as exc:
-        raise invalid(("body", "hyperparameters", exc.field or ""), str(exc)) from exc
-    job, created = lifecycle.submit(
-        session=session,
-        job=tables.Job(
-            id=lifecycle.new_id("job"), owner=owner, name=body.name, status=lifecycle.QUEUED, dataset_id=dataset_id,
-            hyperparameters=hp.model_dump(), max_runtime_seconds=body.max_runtime_seconds,
-            attempts=0, cancel_requested=False, epochs_completed=0, result=None, idempotency_key=idempotency_key,
-            request_hash=hashlib.sha256(body.model_dump_json().encode()).hexdigest(),
-        ),
-        dataset=inline,
-        max_active=settings.max_active_jobs_per_owner,
-    )  # fmt: skip
-    if created:
-        try:
-            executor.dispatch(job.id, lifecycle.queue_of(job.hyperparameters))
-        except Exception as exc:
-            # The queue is down: take the job back rather than leave one that never runs (unless
-            # a worker has it already: then the message went out before the error).
-            if lifecycle.withdraw(session=session, job=job, with_dataset=inline is not None):
-                raise HTTPException(503, "the job queue is unavailable; nothing was stored, try again shortly") from exc
-            job = lifecycle.get_job(session=session, owner=owner, job_id=job.id)
-    else:
-        response.status_code = 200
+    request = submit_request(owner, body, idempotency_key)
+    admitted = admission.admit_job(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
+    job, created = admission.enqueue(
+        session=session, admitted=admitted, max_active=settings.max_active_jobs_per_owner, dispatch=executor.dispatch
+    )
+    assert isinstance(job, tables.Job)
+    response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job)
 
 
-@router.get("", response_model=schemas.Page[schemas.JobSummary])
+@router.get("")
 def list_jobs(
     owner: OwnerDep,
     session: SessionDep,
-    status: schemas.Status | None = None,
+    status: Status | None = None,
     limit: Limit = 20,
     cursor: Cursor = None,
-) -> dict[str, Any]:
+) -> schemas.Page[schemas.JobSummary]:
     """The owner's jobs, newest first; pass next_cursor to get the next page."""
     query = select(tables.Job).where(tables.Job.owner == owner)
     if status is not None:
@@ -116,37 +111,58 @@ def list_jobs(
     return page(session, query, tables.Job, limit, cursor, job_summary)
 
 
-@router.get("/{job_id}", response_model=schemas.Job)
-async def get_job(job: JobDep) -> dict[str, Any]:
-    """A job: status, progress, error and (partial) result."""
+@router.get("/{job_id}")
+async def get_job(job: JobDep) -> schemas.Job:
+    """A job: status, progress, error and the scalars of its (partial) result."""
     return job_out(job)
 
 
-@router.post("/{job_id}/cancel", status_code=202, response_model=schemas.Job,
-             responses=error(409, "The job has already finished."))  # fmt: skip
-def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep) -> dict[str, Any]:
+@router.post("/{job_id}/cancel", status_code=202, responses=error(409, "The job has already finished."))
+def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep) -> schemas.Job:
     """A queued job never starts; a running one stops within a second and ends cancelled."""
     return job_out(lifecycle.cancel(session=session, owner=owner, job_id=job_id))
 
 
-def _succeeded(job: Record) -> dict[str, Any]:
-    if job.status != lifecycle.SUCCEEDED or job.result is None:
+def _succeeded(job: tables.Job) -> dict[str, Any]:
+    if job.status != Status.SUCCEEDED or job.result is None:
         raise Conflict(f"job {job.id} is {job.status}: there is a result once it has succeeded")
-    result: dict[str, Any] = job.result
-    return result
+    return job.result
 
 
-@router.get("/{job_id}/result", response_model=schemas.Result, responses=error(409, "The job has not succeeded."))
-async def get_result(job: JobDep) -> dict[str, Any]:
-    """The seven learned parameters and the loss history; 409 unless the job succeeded."""
-    return _succeeded(job)
+def full_result(
+    session: SessionDep,
+    scalars: dict[str, Any],
+    run_id: str,
+    trial: int,
+    start: int,
+    stop: int | None,
+    max_points: int | None,
+) -> schemas.Result:
+    """The Result with the histories of epochs [start, stop), at most max_points of them."""
+    epochs, loss, val = results.read_history(session, run_id, trial, start, stop, max_points)
+    sliced = start > 0 or stop is not None or max_points is not None
+    return schemas.Result(
+        **scalars, loss_history=loss, validation_loss_history=val, epochs=epochs.tolist() if sliced else None
+    )
 
 
-@router.post("/{job_id}/predict", response_model=schemas.PredictOut, responses=error(409, "The job has not succeeded."))
-def predict(job: JobDep, body: schemas.PredictIn) -> dict[str, Any]:
-    """The trained network's output for each x; 409 unless the job succeeded."""
+@router.get("/{job_id}/result", responses=error(409, "The job has not succeeded."))
+def get_result(
+    job: JobDep, session: SessionDep, start: Start = 0, stop: Stop = None, max_points: MaxPoints = None
+) -> schemas.Result:
+    """The seven learned parameters and the loss histories (whole, a slice of epochs, or at most
+    max_points evenly spaced epochs, first and last included); 409 unless the job succeeded."""
+    return full_result(session, _succeeded(job), job.id, 0, start, stop, max_points)
+
+
+def predicted(parameters: dict[str, float], x: list[float]) -> schemas.PredictOut:
     limit = get_settings().max_predict_points
-    if len(body.x) > limit:
+    if len(x) > limit:
         raise invalid(("body", "x"), f"at most {limit} values")
-    y = model.predict(_succeeded(job)["parameters"], body.x)
-    return {"y": [v if math.isfinite(v) else None for v in y]}
+    return schemas.PredictOut(y=[v if math.isfinite(v) else None for v in model.predict(parameters, x)])
+
+
+@router.post("/{job_id}/predict", responses=error(409, "The job has not succeeded."))
+def predict(job: JobDep, body: schemas.PredictIn) -> schemas.PredictOut:
+    """The trained network's output for each x; 409 unless the job succeeded."""
+    return predicted(_succeeded(job)["parameters"], body.x)

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, undefer
 
-from jobs import datasets, db, keys, lifecycle, migrate, tables
+from jobs import datasets, db, keys, lifecycle, migrate, reads
 from jobs.db import get_engine, make_engine, new_session, utcnow
 from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
 from jobs.settings import get_settings
+from jobs.status import Status
 from jobs.tables import Dataset, Job
 
 T = TypeVar("T")
@@ -38,9 +39,19 @@ def session_factory(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
 def pending(owner: str = "ann", key: str | None = None, request_hash: str = "h") -> tuple[Job, Dataset]:
     """A new queued job and the dataset sent with it, not yet stored."""
     dataset = datasets.build(owner=owner, x=np.array([0.0, 1.0, 2.0]), y=np.array([1.0, 0.0, 1.0]), name=None)
-    job = Job(id=lifecycle.new_id("job"), owner=owner, name=None, status=lifecycle.QUEUED, dataset_id=dataset.id,
-              hyperparameters={"epochs": 3}, attempts=0, cancel_requested=False, epochs_completed=0,
-              idempotency_key=key, request_hash=request_hash)  # fmt: skip
+    job = Job(
+        id=lifecycle.new_id("job"),
+        owner=owner,
+        name=None,
+        status=Status.QUEUED,
+        dataset_id=dataset.id,
+        hyperparameters={"epochs": 3},
+        attempts=0,
+        cancel_requested=False,
+        epochs_completed=0,
+        idempotency_key=key,
+        request_hash=request_hash,
+    )
     return job, dataset
 
 
@@ -52,7 +63,7 @@ def concurrently(fn: Callable[[], T], n: int) -> list[T]:
 
 def new_job(session: Session, owner: str = "ann", key: str | None = None, request_hash: str = "h") -> Job:
     job, dataset = pending(owner, key, request_hash)
-    return lifecycle.submit(session=session, job=job, dataset=dataset, max_active=100)[0]
+    return lifecycle.submit(session=session, row=job, max_active=100, extra=[dataset])[0]
 
 
 def test_migrations_create_the_schema_and_datasets_round_trip(session_factory) -> None:  # type: ignore[no-untyped-def]
@@ -69,55 +80,52 @@ def test_migrations_create_the_schema_and_datasets_round_trip(session_factory) -
 def test_claim_heartbeat_finish_by_the_current_attempt_only(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         job = new_job(s)
-        first = lifecycle.claim(session=s, job_id=job.id, lease_seconds=30)
-        assert first is not None and first.attempt == 1
-        assert lifecycle.claim(session=s, job_id=job.id, lease_seconds=30) is None  # taken
-        assert lifecycle.heartbeat(session=s, job_id=job.id, attempt=1, lease_seconds=30, epochs_completed=1,
-                                   last_loss=0.5) is False  # fmt: skip
+        assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) == 1
+        assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) is None  # taken
+        beat = {"lease_seconds": 30, "epochs_completed": 1, "last_loss": 0.5}
+        assert lifecycle.heartbeat(session=s, run_id=job.id, attempt=1, **beat) is False
         # The lease runs out: the reaper queues it again and attempt 2 claims it.
         s.execute(update(Job).where(Job.id == job.id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         s.commit()
         assert lifecycle.reap(session=s, max_attempts=3) == [(job.id, "train")]
-        second = lifecycle.claim(session=s, job_id=job.id, lease_seconds=30)
-        assert second is not None and second.attempt == 2
+        assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) == 2
         # The stale attempt 1 wakes up: it can neither report nor finish.
-        assert lifecycle.heartbeat(session=s, job_id=job.id, attempt=1, lease_seconds=30, epochs_completed=3,
-                                   last_loss=0.1) is None  # fmt: skip
+        assert lifecycle.heartbeat(session=s, run_id=job.id, attempt=1, **beat) is None
 
         def finish(attempt: int, result: dict[str, bool]) -> bool:
-            return lifecycle.finish(session=s, job_id=job.id, attempt=attempt, status=lifecycle.SUCCEEDED,
-                                    result=result, epochs_completed=3, last_loss=0.1, device="cpu")  # fmt: skip
+            done = lifecycle.finish(session=s, run_id=job.id, attempt=attempt, status=Status.SUCCEEDED, result=result)
+            s.commit()
+            return done
 
         assert not finish(1, {"stale": True})
         assert finish(2, {"fresh": True})
         assert not finish(2, {"again": True})  # finished once
         done = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
         s.refresh(done)
-        assert (done.status, done.attempts, done.result) == (lifecycle.SUCCEEDED, 2, {"fresh": True})
+        assert (done.status, done.attempts, done.result) == (Status.SUCCEEDED, 2, {"fresh": True})
 
 
 def test_reaper_fails_a_job_after_max_attempts(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         job = new_job(s)
         for attempt in (1, 2, 3):
-            assert lifecycle.claim(session=s, job_id=job.id, lease_seconds=-1) is not None  # expired at once
+            assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=-1) is not None  # expired at once
             requeued = lifecycle.reap(session=s, max_attempts=3)
             assert requeued == ([(job.id, "train")] if attempt < 3 else [])
         s.expire_all()
         done = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
-        assert (done.status, done.error_code, done.attempts) == (lifecycle.FAILED, "worker_lost", 3)
+        assert (done.status, done.error_code, done.attempts) == (Status.FAILED, "worker_lost", 3)
 
 
 def test_cancel_queued_running_and_finished(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         queued = new_job(s)
-        assert lifecycle.cancel(session=s, owner="ann", job_id=queued.id).status == lifecycle.CANCELLED
-        assert lifecycle.claim(session=s, job_id=queued.id, lease_seconds=30) is None  # never starts
+        assert lifecycle.cancel(session=s, owner="ann", job_id=queued.id).status == Status.CANCELLED
+        assert lifecycle.claim(session=s, run_id=queued.id, lease_seconds=30) is None  # never starts
         running = new_job(s)
-        lifecycle.claim(session=s, job_id=running.id, lease_seconds=30)
-        assert lifecycle.cancel(session=s, owner="ann", job_id=running.id).status == lifecycle.RUNNING
-        assert lifecycle.heartbeat(session=s, job_id=running.id, attempt=1, lease_seconds=30, epochs_completed=0,
-                                   last_loss=None) is True  # fmt: skip
+        lifecycle.claim(session=s, run_id=running.id, lease_seconds=30)
+        assert lifecycle.cancel(session=s, owner="ann", job_id=running.id).status == Status.RUNNING
+        assert lifecycle.heartbeat(session=s, run_id=running.id, attempt=1, lease_seconds=30) is True
         with pytest.raises(Conflict, match="cancelled"):
             lifecycle.cancel(session=s, owner="ann", job_id=queued.id)
         with pytest.raises(NotFound):
@@ -138,7 +146,7 @@ def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_fa
     def submit() -> tuple[str, bool]:
         with session_factory() as s:
             job, dataset = pending(key="k1", request_hash="same")
-            stored, created = lifecycle.submit(session=s, job=job, dataset=dataset, max_active=100)
+            stored, created = lifecycle.submit(session=s, row=job, max_active=100, extra=[dataset])
             return stored.id, created
 
     results = concurrently(submit, 8)
@@ -152,35 +160,36 @@ def test_idempotency_key_returns_the_first_job_even_under_concurrency(session_fa
 def test_keys_are_stored_hashed_and_revocable(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         key = keys.create(session=s, owner="ann")
-        assert keys.owner_of(key) == "ann"
-        assert keys.owner_of(key + "x") is None
+        assert reads.owner_of(key) == "ann"
+        assert reads.owner_of(key + "x") is None
         stored = keys.list_keys(session=s)
         assert all(key not in (k.key_hash, k.prefix) for k in stored)
         assert keys.revoke(session=s, prefix=key[:10]) == 1
-        assert keys.owner_of(key) is None
+        assert reads.owner_of(key) is None
 
 
 def test_owned_reads_match_the_orm_and_check_the_key(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         ann, bob = keys.create(session=s, owner="ann"), keys.create(session=s, owner="bob")
         job = new_job(s)
-        lifecycle.claim(session=s, job_id=job.id, lease_seconds=30)
+        lifecycle.claim(session=s, run_id=job.id, lease_seconds=30)
         result = {"parameters": {"w11": 0.5}, "loss_history": [1.0, 0.5]}
         s.execute(update(Job).where(Job.id == job.id).values(result=result))
         s.commit()
         stored = s.scalar(select(Job).where(Job.id == job.id).options(undefer(Job.result)))
-    read = keys.owned_by_key(table=tables.Job.__table__, object_id=job.id, key=ann)
+    read = reads.owned_by_key(Job, job.id, ann)
     assert read is not None and stored is not None
     # The same values and types as the ORM's: JSON decoded, datetimes timezone-aware.
-    assert {c: getattr(read, c) for c in vars(read)} == {c: getattr(stored, c) for c in vars(read)}
+    columns = [c.name for c in Job.__table__.columns]
+    assert {c: getattr(read, c) for c in columns} == {c: getattr(stored, c) for c in columns}
     assert read.result == result and read.started_at.tzinfo is not None and read.finished_at is None
-    assert keys.owned_by_key(table=tables.Job.__table__, object_id=job.id, key=bob) is None  # another owner's
-    assert keys.owned_by_key(table=tables.Job.__table__, object_id="job_nope", key=ann) is None
-    dataset = keys.owned_by_key(table=tables.Dataset.__table__, object_id=job.dataset_id, key=ann)
-    assert dataset is not None and dataset.n_points == 3 and not hasattr(dataset, "points")
+    assert reads.owned_by_key(Job, job.id, bob) is None  # another owner's
+    assert reads.owned_by_key(Job, "job_nope", ann) is None
+    dataset = reads.owned_by_key(Dataset, job.dataset_id, ann)
+    assert dataset is not None and dataset.n_points == 3 and "points" not in vars(dataset)
     with session_factory() as s:
         keys.revoke(session=s, prefix=ann[:10])
-    assert keys.owned_by_key(table=tables.Job.__table__, object_id=job.id, key=ann) is None
+    assert reads.owned_by_key(Job, job.id, ann) is None
 
 
 def test_migrations_match_the_tables(database_url: str) -> None:
@@ -202,7 +211,7 @@ def test_the_active_job_quota_holds_under_concurrent_submits(session_factory) ->
         with session_factory() as s:
             job, dataset = pending()
             try:
-                lifecycle.submit(session=s, job=job, dataset=dataset, max_active=3)
+                lifecycle.submit(session=s, row=job, max_active=3, extra=[dataset])
                 return "created"
             except QuotaExceeded:
                 return "refused"
@@ -216,11 +225,11 @@ def test_the_active_job_quota_holds_under_concurrent_submits(session_factory) ->
 def test_withdraw_takes_back_only_a_job_no_worker_claimed(session_factory) -> None:  # type: ignore[no-untyped-def]
     with session_factory() as s:
         unclaimed, claimed = new_job(s), new_job(s)
-        lifecycle.claim(session=s, job_id=claimed.id, lease_seconds=30)
-        assert lifecycle.withdraw(session=s, job=unclaimed, with_dataset=True)
+        lifecycle.claim(session=s, run_id=claimed.id, lease_seconds=30)
+        assert lifecycle.withdraw(session=s, row=unclaimed, dataset_sent_inline=True)
         # Its dispatch raised after the message went out: the running job keeps its row and its points.
-        assert not lifecycle.withdraw(session=s, job=claimed, with_dataset=True)
+        assert not lifecycle.withdraw(session=s, row=claimed, dataset_sent_inline=True)
         assert s.scalar(select(Job.id).where(Job.id == unclaimed.id)) is None
         assert s.scalar(select(Dataset.id).where(Dataset.id == unclaimed.dataset_id)) is None
-        assert s.scalar(select(Job.status).where(Job.id == claimed.id)) == lifecycle.RUNNING
+        assert s.scalar(select(Job.status).where(Job.id == claimed.id)) == Status.RUNNING
         assert datasets.load_points(session=s, dataset_id=claimed.dataset_id) is not None

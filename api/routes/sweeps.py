@@ -1,0 +1,170 @@
+"""/v1/sweeps: many trainings of one dataset as one request; its trials, their results and predictions."""
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy import select
+
+from api import schemas
+from api.deps import ExecutorDep, IdempotencyKey, OwnerDep, SessionDep, SweepDep
+from api.errors import error
+from api.jsonbody import JSONRoute
+from api.pages import Cursor, Limit, page
+from api.routes.jobs import (
+    CREATED_BEFORE,
+    QUEUE_DOWN,
+    MaxPoints,
+    Start,
+    Stop,
+    full_result,
+    predicted,
+    submit_request,
+)
+from jobs import admission, lifecycle, sweeps, tables
+from jobs.errors import Conflict
+from jobs.settings import get_settings
+from jobs.status import Status
+
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=JSONRoute)
+Index = Annotated[int, Path(ge=0, le=10**9)]
+
+
+def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
+    now = sweeps.state(session, sweep)
+    best = now.best
+    return schemas.Sweep(
+        id=sweep.id,
+        name=sweep.name,
+        status=sweep.status,
+        dataset_id=sweep.dataset_id,
+        hyperparameters=sweep.hyperparameters,
+        grid=sweep.grid,
+        random=sweep.random,
+        objective=sweep.objective,
+        max_runtime_seconds=sweep.max_runtime_seconds,
+        trials=schemas.TrialCounts(total=sweep.trials_total, **now.counts),
+        progress=schemas.SweepProgress(epochs_completed=now.epochs_completed, epochs=sweep.epochs_total),
+        best=schemas.Best(
+            index=best.index,
+            hyperparameters=best.hyperparameters,
+            objective=best.objective,
+            parameters=schemas.Parameters.model_validate(best.result["parameters"]),
+        )
+        if best is not None and best.objective is not None and best.result is not None
+        else None,
+        created_at=sweep.created_at,
+        started_at=sweep.started_at,
+        finished_at=sweep.finished_at,
+        device=now.device,
+        attempts=now.attempts,
+        error=schemas.Error.of(sweep.error_code, sweep.error_message),
+    )
+
+
+def sweep_summary(sweep: tables.Sweep) -> schemas.SweepSummary:
+    return schemas.SweepSummary.model_validate(
+        {**sweep.__dict__, "error": schemas.Error.of(sweep.error_code, sweep.error_message)}
+    )
+
+
+def trial_out(trial: tables.Trial) -> schemas.Trial:
+    result = trial.result and schemas.ResultSummary.model_validate(trial.result)
+    return schemas.Trial(
+        index=trial.index,
+        hyperparameters=trial.hyperparameters,
+        status=trial.status,
+        error=schemas.Error.of(trial.error_code, trial.error_message),
+        objective=trial.objective,
+        result=result,
+    )
+
+
+@router.post("", status_code=202, responses={200: {"model": schemas.Sweep, **CREATED_BEFORE}, **QUEUE_DOWN})
+def submit_sweep(
+    body: schemas.SweepIn,
+    owner: OwnerDep,
+    session: SessionDep,
+    executor: ExecutorDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> schemas.Sweep:
+    """Train every combination of grid (or random draws) on one dataset, as one request."""
+    settings = get_settings()
+    request = submit_request(owner, body, idempotency_key)
+    admitted = admission.admit_sweep(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
+    sweep, created = admission.enqueue(
+        session=session, admitted=admitted, max_active=settings.max_active_jobs_per_owner, dispatch=executor.dispatch
+    )
+    assert isinstance(sweep, tables.Sweep)
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
+    return sweep_out(session, sweep)
+
+
+@router.get("")
+def list_sweeps(
+    owner: OwnerDep, session: SessionDep, status: Status | None = None, limit: Limit = 20, cursor: Cursor = None
+) -> schemas.Page[schemas.SweepSummary]:
+    """The owner's sweeps, newest first; pass next_cursor to get the next page."""
+    query = select(tables.Sweep).where(tables.Sweep.owner == owner)
+    if status is not None:
+        query = query.where(tables.Sweep.status == status)
+    return page(session, query, tables.Sweep, limit, cursor, sweep_summary)
+
+
+@router.get("/{sweep_id}")
+def get_sweep(sweep: SweepDep, session: SessionDep) -> schemas.Sweep:
+    """A sweep: status, trial counts, progress and the best trial so far."""
+    return sweep_out(session, sweep)
+
+
+@router.post("/{sweep_id}/cancel", status_code=202, responses=error(409, "The sweep has already finished."))
+def cancel_sweep(sweep_id: str, owner: OwnerDep, session: SessionDep) -> schemas.Sweep:
+    """Queued trials never start; running ones stop within a second, keeping partial results."""
+    return sweep_out(session, lifecycle.cancel_sweep(session=session, owner=owner, sweep_id=sweep_id))
+
+
+@router.delete("/{sweep_id}", status_code=204, responses=error(409, "The sweep is queued or running."))
+def delete_sweep(sweep: SweepDep, session: SessionDep) -> Response:
+    """Delete a finished sweep with its trials and results; 409 while it runs (cancel it first)."""
+    sweeps.remove(session, sweep)
+    return Response(status_code=204)
+
+
+@router.get("/{sweep_id}/trials")
+def list_trials(
+    sweep: SweepDep,
+    session: SessionDep,
+    order_by: Annotated[Literal["objective", "index"], Query()] = "index",
+    limit: Limit = 20,
+    cursor: Cursor = None,
+) -> schemas.Page[schemas.Trial]:
+    """The sweep's trials without histories: by index, or best objective first (the leaderboard)."""
+    rows, following = sweeps.trials_page(session, sweep.id, order_by, limit, int(cursor[1:]) if cursor else 0)
+    return schemas.Page[schemas.Trial](
+        items=[trial_out(t) for t in rows], next_cursor=f"c{following}" if following is not None else None
+    )
+
+
+@router.get("/{sweep_id}/trials/{index}")
+def get_trial(
+    sweep: SweepDep,
+    index: Index,
+    session: SessionDep,
+    start: Start = 0,
+    stop: Stop = None,
+    max_points: MaxPoints = None,
+) -> schemas.TrialWithResult:
+    """One trial with its whole result (histories: whole, a slice of epochs, or at most max_points)."""
+    trial = sweeps.trial(session, sweep.id, index)
+    result = trial.result and full_result(session, trial.result, sweep.id, index, start, stop, max_points)
+    return schemas.TrialWithResult(**dict(trial_out(trial)) | {"result": result})
+
+
+@router.post("/{sweep_id}/trials/{index}/predict", responses=error(409, "The trial has not succeeded."))
+def predict_trial(sweep: SweepDep, index: Index, body: schemas.PredictIn, session: SessionDep) -> schemas.PredictOut:
+    """The trial's trained network's output for each x; 409 unless the trial succeeded."""
+    trial = sweeps.trial(session, sweep.id, index)
+    if trial.status != Status.SUCCEEDED or trial.result is None:
+        raise Conflict(f"trial {index} is {trial.status}: there is a result once it has succeeded")
+    return predicted(trial.result["parameters"], body.x)

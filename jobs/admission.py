@@ -1,0 +1,199 @@
+"""Admission: whether a job or a sweep may run, and the rows that store it (not yet added).
+
+Everything is checked before anything is stored or queued: limits, the device, the dataset,
+and every trial as the engine would check it. Problems raise InvalidInput naming the field
+(and the trial); the API answers them 422.
+"""
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+import model
+from jobs import datasets, lifecycle
+from jobs.errors import InvalidInput, QueueUnavailable
+from jobs.hyperparameters import config_from, grid_size, grid_trials, random_trials
+from jobs.settings import Settings
+from jobs.status import Status
+from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
+from model.fleet import check_config, split_sizes
+
+HP = ("body", "hyperparameters")
+
+
+@dataclass
+class Request:
+    """What a client asked to run, as plain values (the API validated their types)."""
+
+    owner: str
+    hyperparameters: dict[str, Any]  # resolved: every field, defaults filled in
+    dataset_id: str | None
+    points: datasets.Points | None  # sent inline instead of a dataset_id
+    name: str | None
+    max_runtime_seconds: float | None
+    idempotency_key: str | None
+    request_hash: str  # of the whole body, to tell a retry from a different request
+    grid: dict[str, list[Any]] | None = None
+    random: dict[str, Any] | None = None
+    objective: str | None = None
+
+
+@dataclass
+class Admitted:
+    row: Job | Sweep
+    extra: list[Any] = field(default_factory=list)  # the inline dataset, a sweep's chunks and trials
+    inline: bool = False
+
+
+def request_hash(body_json: str) -> str:
+    return hashlib.sha256(body_json.encode()).hexdigest()
+
+
+def _dataset(session: Session, request: Request, settings: Settings) -> tuple[int, str, Dataset | None]:
+    """(points, dataset id, the inline dataset row or None)."""
+    if request.points is not None:
+        x, y = request.points
+        if x.size > settings.max_points:
+            raise InvalidInput(("body", "dataset", "x"), f"at most {settings.max_points} points")
+        inline = datasets.build(owner=request.owner, x=x, y=y, name=request.name)
+        return inline.n_points, inline.id, inline
+    assert request.dataset_id is not None
+    stored = datasets.get(session=session, owner=request.owner, dataset_id=request.dataset_id)
+    return stored.n_points, stored.id, None
+
+
+def _check_base(request: Request, settings: Settings, has_cuda: bool) -> None:
+    if request.hyperparameters["device"] == "cuda" and not has_cuda:
+        raise InvalidInput((*HP, "device"), "no worker of this service has a CUDA device")
+
+
+def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tuple[str | int, ...]) -> int:
+    """Check one training as the engine will; its work (points x epochs)."""
+    if hp["epochs"] > settings.max_epochs:
+        raise InvalidInput((*loc, "epochs"), f"at most {settings.max_epochs} epochs")
+    try:
+        check_config(config_from(hp))
+        split_sizes(n_points, hp["validation_fraction"], hp["batch_size"])
+    except model.TrainingInputError as exc:
+        raise InvalidInput((*loc, exc.field or ""), str(exc)) from exc
+    return n_points * int(hp["epochs"])
+
+
+def _over_work(work: int, settings: Settings) -> InvalidInput:
+    return InvalidInput((*HP, "epochs"), f"{work} point-epochs is over the limit of {settings.max_work}")
+
+
+def admit_job(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
+    """The job row (and inline dataset) of a job request, or InvalidInput / NotFound."""
+    _check_base(request, settings, has_cuda)
+    n_points, dataset_id, inline = _dataset(session, request, settings)
+    work = _check_trial(request.hyperparameters, n_points, settings, HP)
+    if work > settings.max_work:
+        raise _over_work(work, settings)
+    job = Job(
+        id=lifecycle.new_id("job"),
+        owner=request.owner,
+        name=request.name,
+        status=Status.QUEUED,
+        dataset_id=dataset_id,
+        hyperparameters=request.hyperparameters,
+        max_runtime_seconds=request.max_runtime_seconds,
+        attempts=0,
+        cancel_requested=False,
+        epochs_completed=0,
+        result=None,
+        idempotency_key=request.idempotency_key,
+        request_hash=request.request_hash,
+    )
+    return Admitted(job, [inline] if inline else [], inline is not None)
+
+
+def _trials(request: Request, settings: Settings) -> list[dict[str, Any]]:
+    """Each trial's varied values, in trial-index order; InvalidInput past the trial limit."""
+    if request.grid is not None:
+        count = grid_size(request.grid)
+        where: tuple[str, ...] = ("body", "grid")
+    else:
+        assert request.random is not None
+        count, where = request.random["trials"], ("body", "random", "trials")
+    if count > settings.max_trials:
+        raise InvalidInput(where, f"{count} trials is over the limit of {settings.max_trials}")
+    return list(grid_trials(request.grid) if request.grid is not None else random_trials(request.random or {}))
+
+
+def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
+    """The sweep row with its chunks and trials (and inline dataset), or InvalidInput / NotFound."""
+    _check_base(request, settings, has_cuda)
+    n_points, dataset_id, inline = _dataset(session, request, settings)
+    base = request.hyperparameters
+    objective = request.objective or ("final_validation_loss" if base["validation_fraction"] > 0 else "final_loss")
+    if objective == "final_validation_loss" and base["validation_fraction"] == 0:
+        raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
+    resolved = [{**base, **varied} for varied in _trials(request, settings)]
+    work = sum(_check_trial(hp, n_points, settings, ("body", "trials", k)) for k, hp in enumerate(resolved))
+    if work > settings.max_work:
+        raise _over_work(work, settings)
+    sweep = Sweep(
+        id=lifecycle.new_id("sw"),
+        owner=request.owner,
+        name=request.name,
+        status=Status.QUEUED,
+        dataset_id=dataset_id,
+        hyperparameters=base,
+        grid=request.grid,
+        random=request.random,
+        objective=objective,
+        max_runtime_seconds=request.max_runtime_seconds,
+        trials_total=len(resolved),
+        epochs_total=sum(hp["epochs"] for hp in resolved),
+        idempotency_key=request.idempotency_key,
+        request_hash=request.request_hash,
+    )
+    size = settings.sweep_chunk_trials
+    chunks = [
+        SweepChunk(
+            id=lifecycle.new_id("swc"),
+            sweep_id=sweep.id,
+            lo=lo,
+            hi=min(lo + size, len(resolved)),
+            status=Status.QUEUED,
+            max_runtime_seconds=request.max_runtime_seconds,
+            attempts=0,
+            cancel_requested=False,
+            epochs_completed=0,
+        )
+        for lo in range(0, len(resolved), size)
+    ]
+    trials = [
+        Trial(sweep_id=sweep.id, index=k, hyperparameters=hp, status=Status.QUEUED) for k, hp in enumerate(resolved)
+    ]
+    return Admitted(sweep, [*([inline] if inline else []), *chunks, *trials], inline is not None)
+
+
+def enqueue(
+    *, session: Session, admitted: Admitted, max_active: int, dispatch: Callable[[str, str], None]
+) -> tuple[Job | Sweep, bool]:
+    """Store what was admitted, then dispatch its runs (a job, or a sweep's chunks); (row, created).
+
+    A retry with the same Idempotency-Key returns the first row, created False, and dispatches
+    nothing. When the queue is down the row is taken back (QueueUnavailable), unless a worker
+    has claimed it already: then the message did go out, and the row stands."""
+    row, created = lifecycle.submit(session=session, row=admitted.row, max_active=max_active, extra=admitted.extra)
+    if not created:
+        return row, False
+    if isinstance(row, Job):
+        runs = [(row.id, lifecycle.queue_of(row.hyperparameters))]
+    else:
+        queue = lifecycle.queue_of(row.hyperparameters)
+        runs = [(c.id, queue) for c in admitted.extra if isinstance(c, SweepChunk)]
+    try:
+        for run_id, queue in runs:
+            dispatch(run_id, queue)
+    except Exception as exc:
+        if lifecycle.withdraw(session=session, row=row, dataset_sent_inline=admitted.inline):
+            raise QueueUnavailable("the job queue is unavailable; nothing was stored, try again shortly") from exc
+        session.refresh(row)
+    return row, True

@@ -1,0 +1,65 @@
+"""Hyperparameters as stored (plain JSON): the engine's configuration from them, and a sweep's trials.
+
+A job's and a trial's hyperparameters are the same resolved dict (every field of
+model.TrainConfig), so a trial is exactly the job it would be alone.
+"""
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+import model
+
+# What a sweep may vary; dtype, device and validation_fraction are the sweep's (one split, one engine call).
+SWEEPABLE = (
+    "learning_rate",
+    "batch_size",
+    "epochs",
+    "seed",
+    "shuffle",
+    "drop_last",
+    "initial_parameters",
+    "early_stopping",
+)
+# What a random sweep can draw from a {"min", "max", "log"} range (the rest from a NAME_values list).
+RANGES = {"learning_rate": float, "batch_size": int, "epochs": int, "seed": int}
+
+
+def config_from(hyperparameters: dict[str, Any]) -> model.TrainConfig:
+    """The engine's configuration from resolved hyperparameters."""
+    hp = dict(hyperparameters)
+    stopping = hp.pop("early_stopping", None)
+    return model.TrainConfig(**hp, early_stopping=model.EarlyStopping(**stopping) if stopping else None)
+
+
+def grid_size(grid: dict[str, list[Any]]) -> int:
+    return math.prod(len(values) for values in grid.values())
+
+
+def grid_trials(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    """The Cartesian product, keys in the given order, the last varying fastest."""
+    for combination in itertools.product(*grid.values()):
+        yield dict(zip(grid, combination, strict=True))
+
+
+def random_trials(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """spec["trials"] draws from spec["seed"]: per trial, each key in the given order draws from
+    its range (floats uniform, or log-uniform with "log"; integers uniform, both ends included)
+    or uniformly from its NAME_values list."""
+    rng = np.random.default_rng(spec["seed"])
+    draws = {k: v for k, v in spec.items() if k not in ("trials", "seed")}
+    for _ in range(spec["trials"]):
+        trial: dict[str, Any] = {}
+        for key, how in draws.items():
+            if key.endswith("_values"):
+                trial[key.removesuffix("_values")] = how[int(rng.integers(len(how)))]
+            elif RANGES[key] is int:
+                trial[key] = int(rng.integers(int(how["min"]), int(how["max"]), endpoint=True))
+            elif how.get("log"):
+                trial[key] = float(math.exp(rng.uniform(math.log(how["min"]), math.log(how["max"]))))
+            else:
+                trial[key] = float(rng.uniform(how["min"], how["max"]))
+        yield trial

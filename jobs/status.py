@@ -1,0 +1,15 @@
+"""The status of a job, a sweep, a chunk of a sweep's trials and a trial: one set of names."""
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = (Status.QUEUED, Status.RUNNING)
+ENDED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
