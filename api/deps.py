@@ -52,8 +52,9 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def _unauthorized() -> HTTPException:
-    return HTTPException(401, "a valid API key is required: Authorization: Bearer <key>",
-                         headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+    return HTTPException(
+        401, "a valid API key is required: Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
+    )
 
 
 async def _counted_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:

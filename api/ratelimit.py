@@ -34,5 +34,8 @@ class RateLimit:
             return
         if not allowed:
             reset = (await self.limiter.get_window_stats(self.limit, identity)).reset_time
-            raise HTTPException(429, f"more than {self.limit} requests with this key; slow down",
-                                headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))})  # fmt: skip
+            raise HTTPException(
+                429,
+                f"more than {self.limit} requests with this key; slow down",
+                headers={"Retry-After": str(max(1, math.ceil(reset - time.time())))},
+            )

@@ -33,8 +33,9 @@ class Points(Strict):
 class DatasetIn(Points):
     name: Name | None = None
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{"x": [-1.0, 0.0, 1.0, 2.0], "y": [0.2, 0.5, 0.8, 0.9],
-                                                                "name": "toy"}]})  # fmt: skip
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"x": [-1.0, 0.0, 1.0, 2.0], "y": [0.2, 0.5, 0.8, 0.9], "name": "toy"}]}
+    )
 
 
 class Dataset(BaseModel):
@@ -92,12 +93,14 @@ class JobIn(Strict):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"dataset": {"x": [-2.0, -1.0, 0.0, 1.0, 2.0], "y": [-0.9, -0.8, 0.0, 0.8, 0.9]},
-                 "hyperparameters": {"learning_rate": 0.5, "batch_size": 2, "epochs": 200, "seed": 0}},
+                {
+                    "dataset": {"x": [-2.0, -1.0, 0.0, 1.0, 2.0], "y": [-0.9, -0.8, 0.0, 0.8, 0.9]},
+                    "hyperparameters": {"learning_rate": 0.5, "batch_size": 2, "epochs": 200, "seed": 0},
+                },
                 {"dataset_id": "ds_0123456789abcdef01234567", "hyperparameters": {"epochs": 50}},
             ]
         }
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _one_dataset(self) -> "JobIn":

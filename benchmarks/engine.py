@@ -43,8 +43,8 @@ def data(dtype: str) -> tuple[Array, Array]:
 
 def typical_pytorch(x: Array, y: Array, batch: int, epochs: int, device: str) -> float:
     """What a typical PyTorch user writes. Returns seconds for `epochs` epochs (incl. the loss)."""
-    from torch import nn  # noqa: PLC0415
-    from torch.utils.data import DataLoader, TensorDataset  # noqa: PLC0415
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(1, 2), nn.Sigmoid(), nn.Linear(2, 1)).to(device)
@@ -69,8 +69,9 @@ def c_reference(fast_math: bool, dtype: str) -> Callable[[Array, Array, int, int
     lib = Path(tempfile.mkdtemp()) / "ref.so"
     flags = ["-ffast-math"] if fast_math else []
     real = ["-DREAL=double", "-DREAL_IS_DOUBLE"] if dtype == "float64" else ["-DREAL=float"]
-    subprocess.run(["gcc", "-O3", "-march=native", "-fPIC", "-shared", *flags, *real, "-o", str(lib), str(src), "-lm"],
-                   check=True)  # fmt: skip
+    subprocess.run(
+        ["gcc", "-O3", "-march=native", "-fPIC", "-shared", *flags, *real, "-o", str(lib), str(src), "-lm"], check=True
+    )
     fn = ctypes.CDLL(str(lib)).train_epochs
 
     def run(x: Array, y: Array, batch: int, epochs: int) -> float:
@@ -80,8 +81,20 @@ def c_reference(fast_math: bool, dtype: str) -> Callable[[Array, Array, int, int
         xs, ys, losses = np.empty_like(x), np.empty_like(y), np.empty(epochs)
         ptr = [a.ctypes.data_as(ctypes.c_void_p) for a in (x, y, theta, rng, idx, xs, ys, losses)]
         start = time.perf_counter()
-        fn(ptr[0], ptr[1], ctypes.c_int64(N), ptr[2], ctypes.c_int64(batch), ctypes.c_double(0.1),
-           ctypes.c_int64(epochs), ptr[3], ptr[4], ptr[5], ptr[6], ptr[7])  # fmt: skip
+        fn(
+            ptr[0],
+            ptr[1],
+            ctypes.c_int64(N),
+            ptr[2],
+            ctypes.c_int64(batch),
+            ctypes.c_double(0.1),
+            ctypes.c_int64(epochs),
+            ptr[3],
+            ptr[4],
+            ptr[5],
+            ptr[6],
+            ptr[7],
+        )
         return time.perf_counter() - start
 
     return run
@@ -108,8 +121,12 @@ def first_call_seconds() -> tuple[float, float]:
     code = "import time, model; t = time.perf_counter(); model.warm_up(); print(time.perf_counter() - t)"
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache}
-        cold, warm = (float(subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
-                                           text=True).stdout) for _ in range(2))  # fmt: skip
+        cold, warm = (
+            float(
+                subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+            )
+            for _ in range(2)
+        )
     return cold, warm
 
 
@@ -134,16 +151,21 @@ def main() -> None:
             r_ours, r_o3, r_fm = (rate(f, x, y, batch, 20) for f in (ours, c_o3, c_fm))
             row = f"| {batch} | "
             if with_torch:
-                r_pt = N / typical_pytorch(x, y, batch, 1, "cpu") if QUICK else rate(
-                    lambda a, b, bs, e: typical_pytorch(a, b, bs, e, "cpu"), x, y, batch, 1)  # fmt: skip
+                r_pt = (
+                    N / typical_pytorch(x, y, batch, 1, "cpu")
+                    if QUICK
+                    else rate(lambda a, b, bs, e: typical_pytorch(a, b, bs, e, "cpu"), x, y, batch, 1)
+                )
                 row += f"{fmt(r_pt)} | "
             row += f"{fmt(r_o3)} | {fmt(r_fm)} | {fmt(r_ours)} |"
             row += f" {r_ours / r_pt:.0f}x |" if with_torch else ""
             print(row + f" {r_ours / r_o3:.2f}x | {r_ours / r_fm:.2f}x |", flush=True)
         print()
     cold, warm = first_call_seconds()
-    print(f"First call (model.warm_up(), both dtypes): {cold:.2f} s compiling into an empty cache, "
-          f"{warm:.2f} s loading from the cache (workers warm up before taking jobs).\n")  # fmt: skip
+    print(
+        f"First call (model.warm_up(), both dtypes): {cold:.2f} s compiling into an empty cache, "
+        f"{warm:.2f} s loading from the cache (workers warm up before taking jobs).\n"
+    )
     if torch.cuda.is_available():
         print(f"## CUDA ({torch.cuda.get_device_name()}), float32 (samples/s)\n")
         print("| B | typical PyTorch | tinytrain | ratio |\n|---:|---:|---:|---:|")

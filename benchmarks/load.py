@@ -37,11 +37,28 @@ def main() -> None:
         stack.start(args.workers)
         keys = make_keys(env, args.users)
         locust = subprocess.run(
-            [str(BIN / "locust"), "-f", str(HERE / "locustfile.py"), "--headless", "--users", str(args.users),
-             "--spawn-rate", "25", "--run-time", f"{args.seconds}s", "--host", url, "--only-summary",
-             "--stop-timeout", "35", "--csv", str(work / "load")],
-            env={**env, "TINYTRAIN_LOAD_KEYS": ",".join(keys), "PYTHONPATH": pythonpath}, cwd=work,
-        )  # fmt: skip
+            [
+                str(BIN / "locust"),
+                "-f",
+                str(HERE / "locustfile.py"),
+                "--headless",
+                "--users",
+                str(args.users),
+                "--spawn-rate",
+                "25",
+                "--run-time",
+                f"{args.seconds}s",
+                "--host",
+                url,
+                "--only-summary",
+                "--stop-timeout",
+                "35",
+                "--csv",
+                str(work / "load"),
+            ],
+            env={**env, "TINYTRAIN_LOAD_KEYS": ",".join(keys), "PYTHONPATH": pythonpath},
+            cwd=work,
+        )
         all_succeeded = report(url, env, work)
         sys.exit(locust.returncode or (0 if all_succeeded else 1))
     finally:
@@ -50,10 +67,10 @@ def main() -> None:
 
 def make_keys(env: dict[str, str], users: int) -> list[str]:
     """One key per user (so each user's requests count against its own rate limit), 10 owners."""
-    from sqlalchemy.orm import Session  # noqa: PLC0415
+    from sqlalchemy.orm import Session
 
-    from jobs import keys  # noqa: PLC0415
-    from jobs.db import make_engine  # noqa: PLC0415
+    from jobs import keys
+    from jobs.db import make_engine
 
     with Session(make_engine(env["TINYTRAIN_DATABASE_URL"])) as session:
         return [keys.create(session=session, owner=f"user{i % 10}") for i in range(users)]
@@ -61,8 +78,8 @@ def make_keys(env: dict[str, str], users: int) -> list[str]:
 
 def report(url: str, env: dict[str, str], work: Path) -> bool:
     """Print jobs by status (from the database) and runs per job; True when all succeeded once."""
-    from jobs.db import make_engine  # noqa: PLC0415
-    from jobs.tables import Job  # noqa: PLC0415
+    from jobs.db import make_engine
+    from jobs.tables import Job
 
     engine = make_engine(env["TINYTRAIN_DATABASE_URL"])
     with engine.connect() as conn:

@@ -150,8 +150,13 @@ def main() -> None:
     bare_app = [str(BIN / "uvicorn"), "--app-dir", str(Path(__file__).parents[1]), "benchmarks.bare_app:app"]
     bare_workers = ["--workers", str(args.serve_processes)]  # served the same way as serve
     with open(work / "bare.log", "w") as log:
-        bare = subprocess.Popen([*bare_app, "--port", str(bare_port), *bare_workers], env=server.env,
-                                cwd=work, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        bare = subprocess.Popen(
+            [*bare_app, "--port", str(bare_port), *bare_workers],
+            env=server.env,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         jobs_rows(server.url, server.key, args.jobs, "local (2 processes)")
         wait_ready(f"{bare_url}/bare/x", bare, work / "bare.log")
@@ -160,8 +165,10 @@ def main() -> None:
         for path, kind in (("bare", "a bare `def` FastAPI endpoint"), ("bare-async", "a bare `async def` one")):
             base = read_rate(f"{bare_url}/{path}/{job_id}", None)
             target = ">= 0.70" if path == "bare" else "FastAPI's floor, for scale"
-            print(f"| local | GET /v1/jobs/{{id}} vs {kind} | {ours:.0f} vs {base:.0f} req/s, "
-                  f"ratio {ours / base:.2f} | {target} |")  # fmt: skip
+            print(
+                f"| local | GET /v1/jobs/{{id}} vs {kind} | {ours:.0f} vs {base:.0f} req/s, "
+                f"ratio {ours / base:.2f} | {target} |"
+            )
     finally:
         server.stop()
         bare.terminate()

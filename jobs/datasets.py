@@ -17,15 +17,31 @@ Array = npt.NDArray[np.float64]
 Points = tuple[Array, Array]  # x, y
 
 
-def build(*, owner: str, x: Array, y: Array, name: str | None,
-          idempotency_key: str | None = None, request_hash: str | None = None) -> Dataset:  # fmt: skip
+def build(
+    *,
+    owner: str,
+    x: Array,
+    y: Array,
+    name: str | None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> Dataset:
     """A new dataset row (not yet added) for finite points x, y of equal length >= 1."""
     blob = np.concatenate([x, y]).astype("<f8").tobytes()
     return Dataset(
-        id=new_id("ds"), owner=owner, name=name, n_points=int(x.size), x_min=float(x.min()), x_max=float(x.max()),
-        y_min=float(y.min()), y_max=float(y.max()), sha256=hashlib.sha256(blob).hexdigest(), points=blob,
-        idempotency_key=idempotency_key, request_hash=request_hash,
-    )  # fmt: skip
+        id=new_id("ds"),
+        owner=owner,
+        name=name,
+        n_points=int(x.size),
+        x_min=float(x.min()),
+        x_max=float(x.max()),
+        y_min=float(y.min()),
+        y_max=float(y.max()),
+        sha256=hashlib.sha256(blob).hexdigest(),
+        points=blob,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+    )
 
 
 def create(*, session: Session, dataset: Dataset) -> tuple[Dataset, bool]:
@@ -59,7 +75,7 @@ def remove(*, session: Session, owner: str, dataset_id: str) -> None:
     )
     gone = session.execute(
         delete(Dataset).where(Dataset.id == dataset_id, Dataset.owner == owner, ~in_use).returning(Dataset.seq)
-    ).first()  # fmt: skip
+    ).first()
     session.commit()
     if gone is None:
         get(session=session, owner=owner, dataset_id=dataset_id)  # NotFound if it is not there

@@ -8,9 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.errors import IdempotencyMismatch
-from jobs.tables import Dataset, Job
+from jobs.tables import Dataset, Job, Sweep
 
-Row = TypeVar("Row", Dataset, Job)
+Row = TypeVar("Row", bound=Dataset | Job | Sweep)
 
 
 def commit_once(session: Session, row: Row, before_commit: Callable[[], None] | None = None) -> tuple[Row, bool]:

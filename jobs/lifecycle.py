@@ -11,7 +11,7 @@ sweep's own status is the sum of its chunks' (settle_sweep), updated with each c
 
 import secrets
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session
@@ -25,6 +25,7 @@ from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
 # The Celery queue of each device choice: gpu workers read gpu, cpu workers cpu, both read train.
 QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}
 _TABLES: dict[str, type[Job] | type[SweepChunk]] = {"job": Job, "swc": SweepChunk}
+Submitted = TypeVar("Submitted", bound=Job | Sweep)
 
 
 def queue_of(hyperparameters: dict[str, Any]) -> str:
@@ -243,7 +244,9 @@ def queued(*, session: Session) -> list[tuple[str, str]]:
     return _queue_of_runs(session, ids)
 
 
-def submit(*, session: Session, row: Job | Sweep, max_active: int, extra: list[Any] | None = None) -> tuple[Any, bool]:
+def submit(
+    *, session: Session, row: Submitted, max_active: int, extra: list[Any] | None = None
+) -> tuple[Submitted, bool]:
     """Store a new queued job or sweep (with extra rows: an inline dataset, a sweep's chunks and
     trials) in one transaction; (row, created). Dispatch only after this returns.
 

@@ -32,7 +32,7 @@ GPU_MIN_BATCH = 4096
 @functools.cache
 def cuda_available() -> bool:
     """True when torch sees a CUDA device (asked once per process)."""
-    import torch  # noqa: PLC0415  (torch is only needed for CUDA; CPU runs do not pay its import)
+    import torch  # here, not at the top: CPU runs do not pay its import
 
     return bool(torch.cuda.is_available())
 
@@ -91,7 +91,7 @@ def train_fleet(
     fleet = Fleet(x, y, configs)
     device = resolve_device(fleet.device, len(fleet), int(fleet.batch_size.min()))
     if device == "cuda":
-        from model.gpu import GpuEngine  # noqa: PLC0415  (imports torch and triton)
+        from model.gpu import GpuEngine  # here: it imports torch and triton
 
         engine: CpuEngine | GpuEngine = GpuEngine(fleet)
     else:

@@ -59,8 +59,9 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for a module of read-mostly tests, with small limits to provoke."""
     tmp = tmp_path_factory.mktemp("serve")
-    server = Server(tmp, server_env(tmp, max_points="1000", max_epochs="100000", max_body_bytes="200000",
-                                    max_predict_points="50"))  # fmt: skip
+    server = Server(
+        tmp, server_env(tmp, max_points="1000", max_epochs="100000", max_body_bytes="200000", max_predict_points="50")
+    )
     server.start()
     yield server
     server.stop()

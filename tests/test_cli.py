@@ -15,8 +15,23 @@ def test_train_json_prints_only_the_result_and_matches_the_plain_loop(tmp_path: 
     xs = [i / 10 - 2 for i in range(41)]
     ys = [abs(x) - 1 for x in xs]
     (tmp_path / "data.csv").write_text("x,y\n" + "".join(f"{x},{y}\n" for x, y in zip(xs, ys, strict=True)))
-    done = run("train", "data.csv", "--json", "--dtype", "float64", "--no-shuffle", "--epochs", "4", "--batch-size",
-               "8", "--learning-rate", "0.2", "--init", json.dumps(INIT), cwd=tmp_path)  # fmt: skip
+    done = run(
+        "train",
+        "data.csv",
+        "--json",
+        "--dtype",
+        "float64",
+        "--no-shuffle",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "0.2",
+        "--init",
+        json.dumps(INIT),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     params, history = plain_train(xs, ys, INIT, 0.2, 8, 4)
@@ -27,8 +42,22 @@ def test_train_json_prints_only_the_result_and_matches_the_plain_loop(tmp_path: 
 
 def test_train_prints_the_parameters_and_final_loss(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("0,0\n1,1\n2,0\n3,1\n")
-    done = run("train", "d.csv", "--epochs", "3", "--batch-size", "2", "--device", "cpu", "--validation-fraction",
-               "0.25", "--drop-last", "--seed", "4", cwd=tmp_path)  # fmt: skip
+    done = run(
+        "train",
+        "d.csv",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--validation-fraction",
+        "0.25",
+        "--drop-last",
+        "--seed",
+        "4",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert [line.split("=")[0].strip() for line in done.stdout.splitlines()[:7]] == list(NAMES)
     assert "final loss" in done.stdout

@@ -31,8 +31,13 @@ def compose(*args: str, password: str | None = "compose-test-secret") -> subproc
     env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
     if password is not None:
         env["POSTGRES_PASSWORD"] = password
-    return subprocess.run([str(binary), "-f", str(ROOT / "docker-compose.yml"), "--profile", "cpu", *args],
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        [str(binary), "-f", str(ROOT / "docker-compose.yml"), "--profile", "cpu", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def services() -> dict[str, Any]:

@@ -50,10 +50,17 @@ def train(
         if initial is not None and not isinstance(initial, dict):
             raise model.TrainingInputError("--init must be a JSON object of the seven parameters")
         config = model.TrainConfig(
-            learning_rate=learning_rate, batch_size=batch_size, epochs=epochs, seed=seed, shuffle=not no_shuffle,
-            drop_last=drop_last, validation_fraction=validation_fraction, initial_parameters=initial,
-            dtype=dtype, device=device,
-        )  # fmt: skip
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            epochs=epochs,
+            seed=seed,
+            shuffle=not no_shuffle,
+            drop_last=drop_last,
+            validation_fraction=validation_fraction,
+            initial_parameters=initial,
+            dtype=dtype,
+            device=device,
+        )
         with tqdm(total=epochs, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
 
             def on_epoch(epoch: int, loss: float) -> None:
@@ -82,7 +89,7 @@ def serve(
     processes: Annotated[int, typer.Option(help="HTTP processes (each with its own executor); one per core.")] = 1,
 ) -> None:
     """Run the HTTP API with its executor (TINYTRAIN_EXECUTOR); migrates the database first."""
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
     _migrated()
     with session_scope() as session:
@@ -98,15 +105,24 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="Training threads: one per core (CPU), one per GPU.")] = None,
 ) -> None:
     """Run a Celery worker for this machine: warm the engine, then take jobs from Redis."""
-    import os  # noqa: PLC0415
+    import os
 
-    from model.training import cuda_available  # noqa: PLC0415
-    from worker.celery_app import make_app  # noqa: PLC0415
+    from model.training import cuda_available
+    from worker.celery_app import make_app
 
     gpu = cuda_available()
     model.warm_up()  # compiled before any job arrives; the pool's threads share it
-    args = ["worker", "--queues", queues or ("gpu,train" if gpu else "cpu,train"), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "--hostname", f"tinytrain-{os.getpid()}@%h"]  # fmt: skip
+    args = [
+        "worker",
+        "--queues",
+        queues or ("gpu,train" if gpu else "cpu,train"),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--hostname",
+        f"tinytrain-{os.getpid()}@%h",
+    ]
     # Threads, never forked processes: a fork after CUDA is initialised breaks CUDA, and the
     # compiled training loop releases the GIL, so CPU jobs still train side by side.
     threads = 1 if gpu else concurrency or os.cpu_count() or 1  # one per GPU

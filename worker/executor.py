@@ -17,9 +17,9 @@ class Executor(Protocol):
 def make_executor(settings: Settings) -> Executor:
     """The executor TINYTRAIN_EXECUTOR names."""
     if settings.executor == "celery":
-        from worker.celery_app import CeleryExecutor  # noqa: PLC0415
+        from worker.celery_app import CeleryExecutor
 
         return CeleryExecutor(settings)
-    from worker.local import LocalExecutor  # noqa: PLC0415
+    from worker.local import LocalExecutor
 
     return LocalExecutor(settings.local_workers)

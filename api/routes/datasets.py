@@ -62,16 +62,31 @@ def _store(owner: str, body: bytes, content_type: str, idempotency_key: str | No
     limit = get_settings().max_points
     if len(x) > limit:
         raise invalid(("body", "x"), f"at most {limit} points")
-    row = datasets.build(owner=owner, x=np.array(x), y=np.array(y), name=name, idempotency_key=idempotency_key,
-                         request_hash=hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest())  # fmt: skip
+    row = datasets.build(
+        owner=owner,
+        x=np.array(x),
+        y=np.array(y),
+        name=name,
+        idempotency_key=idempotency_key,
+        request_hash=hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest(),
+    )
     with session_scope() as session:
         return datasets.create(session=session, dataset=row)
 
 
-@router.post("", status_code=201, response_model=schemas.Dataset, openapi_extra={"requestBody": _UPLOAD_BODY},
-             responses={200: {"model": schemas.Dataset, "description": "The dataset an earlier request with this "
-                                                                       "Idempotency-Key created."},
-                        **error(415, "The body is neither application/json nor text/csv.")})  # fmt: skip
+@router.post(
+    "",
+    status_code=201,
+    response_model=schemas.Dataset,
+    openapi_extra={"requestBody": _UPLOAD_BODY},
+    responses={
+        200: {
+            "model": schemas.Dataset,
+            "description": "The dataset an earlier request with this Idempotency-Key created.",
+        },
+        **error(415, "The body is neither application/json nor text/csv."),
+    },
+)
 async def upload_dataset(
     request: Request,
     response: Response,

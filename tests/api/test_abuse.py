@@ -15,8 +15,14 @@ from tests.support.data import SMALL_JOB, sine_points
 from tests.support.keys import bearer
 from tests.support.server import Server, server_env
 
-LIMITS = {"max_points": "1000", "max_epochs": "1000000", "max_work": "500000000", "max_body_bytes": "200000",
-          "max_predict_points": "50", "max_active_jobs_per_owner": "3"}  # fmt: skip
+LIMITS = {
+    "max_points": "1000",
+    "max_epochs": "1000000",
+    "max_work": "500000000",
+    "max_body_bytes": "200000",
+    "max_predict_points": "50",
+    "max_active_jobs_per_owner": "3",
+}
 FOREVER = {"learning_rate": 0.001, "batch_size": 1, "epochs": 500_000}  # 1,000 points: minutes, within max_work
 
 seen: list[httpx.Response] = []
@@ -135,8 +141,9 @@ CASES: list[tuple[str, str, str, str, dict[str, Any], int]] = [
 
 
 @pytest.mark.parametrize(("item", "case", "method", "path", "kwargs", "status"), CASES, ids=[c[1] for c in CASES])
-def test_abuse_case(server: Server, item: str, case: str, method: str, path: str, kwargs: dict[str, Any],
-                    status: int) -> None:  # fmt: skip
+def test_abuse_case(
+    server: Server, item: str, case: str, method: str, path: str, kwargs: dict[str, Any], status: int
+) -> None:
     with client(server, server.key) as c:
         r = c.request(method, path, **kwargs)
     assert r.status_code == status, (item, case, r.text[:300])
@@ -144,7 +151,7 @@ def test_abuse_case(server: Server, item: str, case: str, method: str, path: str
 
 
 def test_api4_declared_length_over_the_limit_is_413_before_the_body_is_read(server: Server) -> None:
-    import socket  # noqa: PLC0415
+    import socket
 
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         head = f"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {server.key}\r\nContent-Length: 999999999"

@@ -19,8 +19,9 @@ LONG = {"learning_rate": 0.01, "batch_size": 1, "epochs": 100000}  # minutes of 
 def test_readme_flow_trains_a_job_and_returns_seven_parameters(make_server: Callable[..., Server]) -> None:
     server = make_server()
     with server.client() as c:
-        ds = c.post("/v1/datasets", content="x,y\n-2,-0.9\n-1,-0.8\n0,0\n1,0.8\n2,0.9\n",
-                    headers={"Content-Type": "text/csv"})  # fmt: skip
+        ds = c.post(
+            "/v1/datasets", content="x,y\n-2,-0.9\n-1,-0.8\n0,0\n1,0.8\n2,0.9\n", headers={"Content-Type": "text/csv"}
+        )
         assert ds.status_code == 201 and ds.json()["n_points"] == 5
         hp = {"learning_rate": 0.5, "batch_size": 2, "epochs": 200}
         submitted = c.post("/v1/jobs", json={"dataset_id": ds.json()["id"], "hyperparameters": hp})
@@ -49,8 +50,14 @@ def test_readme_flow_trains_a_job_and_returns_seven_parameters(make_server: Call
 def test_float64_job_matches_the_plain_loop(make_server: Callable[..., Server]) -> None:
     server = make_server()
     points = sine_points(203)
-    hp = {"learning_rate": 0.3, "batch_size": 32, "epochs": 5, "shuffle": False, "initial_parameters": INIT,
-          "dtype": "float64"}  # fmt: skip
+    hp = {
+        "learning_rate": 0.3,
+        "batch_size": 32,
+        "epochs": 5,
+        "shuffle": False,
+        "initial_parameters": INIT,
+        "dtype": "float64",
+    }
     with server.client() as c:
         job_id = c.post("/v1/jobs", json={"dataset": points, "hyperparameters": hp}).json()["id"]
         wait_for(c, job_id, "succeeded")
@@ -67,9 +74,13 @@ def test_owners_see_only_their_own_objects(make_server: Callable[..., Server]) -
     with server.client() as ann, server.client(other) as mal:
         ds = ann.post("/v1/datasets", json={"x": [0.0, 1.0], "y": [1.0, 0.0]}).json()["id"]
         job = ann.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": {"batch_size": 1, "epochs": 2}}).json()
-        for method, path in [("GET", f"/v1/datasets/{ds}"), ("DELETE", f"/v1/datasets/{ds}"),
-                             ("GET", f"/v1/jobs/{job['id']}"), ("GET", f"/v1/jobs/{job['id']}/result"),
-                             ("POST", f"/v1/jobs/{job['id']}/cancel")]:  # fmt: skip
+        for method, path in [
+            ("GET", f"/v1/datasets/{ds}"),
+            ("DELETE", f"/v1/datasets/{ds}"),
+            ("GET", f"/v1/jobs/{job['id']}"),
+            ("GET", f"/v1/jobs/{job['id']}/result"),
+            ("POST", f"/v1/jobs/{job['id']}/cancel"),
+        ]:
             assert mal.request(method, path).status_code == 404, path
         assert mal.post(f"/v1/jobs/{job['id']}/predict", json={"x": [1.0]}).status_code == 404
         assert mal.post("/v1/jobs", json={"dataset_id": ds}).status_code == 404
@@ -144,8 +155,10 @@ def test_serve_with_two_processes_shares_one_database(tmp_path: Path) -> None:
     server.start()
     try:
         with server.client() as c:
-            ids = [c.post("/v1/jobs", json={"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}).json()["id"]
-                   for _ in range(6)]  # fmt: skip
+            ids = [
+                c.post("/v1/jobs", json={"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}).json()["id"]
+                for _ in range(6)
+            ]
             assert all(wait_for(c, job_id, "succeeded")["attempts"] == 1 for job_id in ids)
             assert {j["id"] for j in c.get("/v1/jobs").json()["items"]} == set(ids)
     finally:

@@ -37,7 +37,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"json": job_with(batch_size=4, validation_fraction=0.25)},
         422,
         "batch_size",
-    ),  # fmt: skip
+    ),
     ("batch size zero", "POST", "/v1/jobs", {"json": job_with(batch_size=0)}, 422, "batch_size"),
     ("learning rate zero", "POST", "/v1/jobs", {"json": job_with(learning_rate=0)}, 422, "learning_rate"),
     (
@@ -47,7 +47,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"json": job_with(validation_fraction=0.5)},
         422,
         "validation_fraction",
-    ),  # fmt: skip
+    ),
     ("epochs over the limit", "POST", "/v1/jobs", {"json": job_with(epochs=100001)}, 422, "epochs"),
     (
         "points over the limit",
@@ -56,7 +56,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"json": {"dataset": {"x": [1.0] * 1001, "y": [1.0] * 1001}}},
         422,
         "1000 points",
-    ),  # fmt: skip
+    ),
     (
         "partial initial parameters",
         "POST",
@@ -64,7 +64,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"json": job_with(initial_parameters={"w11": 1.0})},
         422,
         "w12",
-    ),  # fmt: skip
+    ),
     ("bad dtype", "POST", "/v1/jobs", {"json": job_with(dtype="float16")}, 422, "dtype"),
     ("cuda without a GPU", "POST", "/v1/jobs", {"json": job_with(device="cuda")}, 422, "CUDA"),
     (
@@ -74,7 +74,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"json": job_with(early_stopping={"patience": 0})},
         422,
         "patience",
-    ),  # fmt: skip
+    ),
     (
         "both dataset and dataset_id",
         "POST",
@@ -92,7 +92,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"json": {**SMALL_JOB, "max_runtime_seconds": -1}},
         422,
         "max_runtime_seconds",
-    ),  # fmt: skip
+    ),
     ("unparseable JSON", "POST", "/v1/jobs", raw_json('{"dataset": '), 400, "not valid JSON"),
     ("unparseable dataset JSON", "POST", "/v1/datasets", raw_json("[1, 2"), 400, "not valid JSON"),
     ("dataset unknown field", "POST", "/v1/datasets", {"json": {"x": [1.0], "y": [1.0], "z": [1.0]}}, 422, "z"),
@@ -104,7 +104,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"content": "x,y\n1,2\n3,oops\n", "headers": {"Content-Type": "text/csv"}},
         422,
         "line 3",
-    ),  # fmt: skip
+    ),
     (
         "CSV with nan",
         "POST",
@@ -112,7 +112,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"content": "1,nan\n", "headers": {"Content-Type": "text/csv"}},
         422,
         "line 1",
-    ),  # fmt: skip
+    ),
     (
         "other content type",
         "POST",
@@ -120,7 +120,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         {"content": "1,2", "headers": {"Content-Type": "text/plain"}},
         415,
         "text/csv",
-    ),  # fmt: skip
+    ),
     ("body over the limit", "POST", "/v1/datasets", {"json": {"x": [1.0] * 30000, "y": [1.0] * 30000}}, 413, "limit"),
     ("unknown job", "GET", "/v1/jobs/job_nope", {}, 404, "job_nope"),
     ("unknown dataset", "GET", "/v1/datasets/ds_nope", {}, 404, "ds_nope"),
@@ -137,8 +137,9 @@ def client(shared_server: Server) -> Iterator[httpx.Client]:
 
 
 @pytest.mark.parametrize(("case", "method", "path", "kwargs", "status", "detail"), CASES, ids=[c[0] for c in CASES])
-def test_bad_request_is_a_clear_4xx(client: httpx.Client, case: str, method: str, path: str, kwargs: dict[str, Any],
-                                    status: int, detail: str) -> None:  # fmt: skip
+def test_bad_request_is_a_clear_4xx(
+    client: httpx.Client, case: str, method: str, path: str, kwargs: dict[str, Any], status: int, detail: str
+) -> None:
     before = client.get("/v1/jobs").json()["items"], client.get("/v1/datasets").json()["items"]
     r = client.request(method, path, **kwargs)
     assert r.status_code == status, r.text

@@ -37,8 +37,14 @@ def autograd_gradient(x: Array, y: Array, theta: Array) -> tuple[Array, Array, A
     with torch.no_grad():
         u1, u2 = sigmoid(tt[0] * xt + tt[2]), sigmoid(tt[1] * xt + tt[3])
         g = 2 / len(x) * (tt[4] * u1 + tt[5] * u2 + tt[6] - yt)
-        reach = torch.stack([(g * tt[4] * xt).abs().sum(), (g * tt[5] * xt).abs().sum(),
-                             (g * tt[4]).abs().sum(), (g * tt[5]).abs().sum()])  # fmt: skip
+        reach = torch.stack(
+            [
+                (g * tt[4] * xt).abs().sum(),
+                (g * tt[5] * xt).abs().sum(),
+                (g * tt[4]).abs().sum(),
+                (g * tt[5]).abs().sum(),
+            ]
+        )
         # The residual yhat - y is itself a sum that may cancel: it is only defined to a few ulps
         # of its terms' size, and any order of summing them (the engine's is another) is as right.
         size = 2 / len(x) * ((tt[4] * u1).abs() + (tt[5] * u2).abs() + tt[6].abs() + yt.abs())

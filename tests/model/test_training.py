@@ -22,8 +22,16 @@ def sine(n: int, seed: int = 0, noise: float = 0.1) -> tuple[np.ndarray, np.ndar
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_float64_run_matches_the_plain_loop(drop_last: bool) -> None:
     x, y = sine(203)  # 203 = 6 * 32 + 11: a final partial batch
-    config = TrainConfig(learning_rate=0.3, batch_size=32, epochs=6, shuffle=False, drop_last=drop_last,
-                         initial_parameters=INIT, dtype="float64", device="cpu")  # fmt: skip
+    config = TrainConfig(
+        learning_rate=0.3,
+        batch_size=32,
+        epochs=6,
+        shuffle=False,
+        drop_last=drop_last,
+        initial_parameters=INIT,
+        dtype="float64",
+        device="cpu",
+    )
     result = train(x, y, config)
     params, history = plain_train(list(x), list(y), INIT, 0.3, 32, 6, drop_last=drop_last)
     for k in NAMES:
@@ -47,7 +55,10 @@ def test_same_seed_is_bit_identical_and_another_seed_differs() -> None:
     a, b = train(x, y, config), train(x, y, config)
     c = train(x, y, TrainConfig(epochs=5, validation_fraction=0.2, device="cpu", seed=1))
     assert (a.parameters, a.loss_history, a.validation_loss_history) == (
-        b.parameters, b.loss_history, b.validation_loss_history)  # fmt: skip
+        b.parameters,
+        b.loss_history,
+        b.validation_loss_history,
+    )
     assert a.parameters != c.parameters
 
 
@@ -78,8 +89,11 @@ def test_validation_split_and_histories() -> None:
 
 def test_initial_loss_and_exact_epoch_loss() -> None:
     x, y = sine(64)
-    result = train(x, y, TrainConfig(epochs=2, batch_size=64, shuffle=False, initial_parameters=INIT,
-                                     dtype="float64", device="cpu"))  # fmt: skip
+    result = train(
+        x,
+        y,
+        TrainConfig(epochs=2, batch_size=64, shuffle=False, initial_parameters=INIT, dtype="float64", device="cpu"),
+    )
     assert result.initial_loss == pytest.approx(mse(INIT, list(x), list(y)), rel=1e-12)
     assert result.final_loss == pytest.approx(mse(result.parameters, list(x), list(y)), rel=1e-12)
 
@@ -120,8 +134,12 @@ def test_divergence_stops_with_the_last_finite_parameters(dtype: str) -> None:
     x, y = sine(200)
     y = y * 1e3
     epochs_seen: list[int] = []
-    result = train(x, y, TrainConfig(learning_rate=1e6, epochs=100, dtype=dtype, device="cpu"),  # type: ignore[arg-type]
-                   on_epoch=lambda e, _: epochs_seen.append(e))  # fmt: skip
+    result = train(
+        x,
+        y,
+        TrainConfig(learning_rate=1e6, epochs=100, dtype=dtype, device="cpu"),  # type: ignore[arg-type]
+        on_epoch=lambda e, _: epochs_seen.append(e),
+    )
     assert result.diverged and result.epochs_completed < 100
     values = [*result.parameters.values(), *result.loss_history]
     assert all(math.isfinite(v) for v in values)

@@ -23,9 +23,14 @@ class Worker:
 
     def start(self) -> None:
         """Start it and wait until it is ready to take tasks."""
-        log = open(self.workdir / f"worker-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen([str(BIN / "tinytrain"), "worker", *self.args], env=self.env,
-                                        cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        log = open(self.workdir / f"worker-{time.monotonic_ns()}.log", "w")
+        self.process = subprocess.Popen(
+            [str(BIN / "tinytrain"), "worker", *self.args],
+            env=self.env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while "ready." not in Path(log.name).read_text():
             assert self.process.poll() is None and time.monotonic() < deadline, Path(log.name).read_text()

@@ -27,9 +27,22 @@ class RedisServer:
         """Start it (again, on the same port) and wait until it answers PING."""
         server = shutil.which("redis-server")
         assert server is not None, "redis-server is not installed (.ci/run installs it)"
-        self.process = subprocess.Popen([server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no", "--dir", str(self.workdir)],
-                                        stdout=subprocess.DEVNULL)  # fmt: skip
+        self.process = subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
         while True:
