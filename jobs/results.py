@@ -13,6 +13,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 import model
+from jobs.status import Status
 from jobs.tables import History
 
 _F8 = np.dtype("<f8")
@@ -24,6 +25,37 @@ def scalars(result: model.TrainResult) -> dict[str, Any]:
     for kept_elsewhere in ("loss_history", "validation_loss_history", "diverged", "stopped", "device"):
         del out[kept_elsewhere]
     return out
+
+
+def diverged(result: model.TrainResult) -> dict[str, str]:
+    """The error of a run whose loss became non-finite."""
+    return {
+        "error_code": "diverged",
+        "error_message": f"the loss became non-finite after epoch {result.epochs_completed}",
+    }
+
+
+def trial_outcome(
+    result: model.TrainResult, objective: str, stop: tuple[Status, dict[str, str]] = (Status.CANCELLED, {})
+) -> dict[str, Any]:
+    """A trial's status, error, objective and result scalars: diverged is failed, one stopped
+    before its end ends as its run does (stop: cancelled, or failed on timeout), the rest succeeded.
+    Only a succeeded trial has an objective, so only finished trials rank."""
+    error: dict[str, str | None] = {"error_code": None, "error_message": None}
+    status = Status.SUCCEEDED
+    if result.diverged:
+        status, error = Status.FAILED, {**diverged(result)}
+    elif result.stopped:
+        status, error = stop[0], {**error, **stop[1]}
+    value = result.final_loss
+    if objective == "final_validation_loss":
+        value = result.validation_loss_history[-1] if result.validation_loss_history else None
+    return {
+        "status": status,
+        "objective": value if status == Status.SUCCEEDED else None,
+        "result": scalars(result),
+        **error,
+    }
 
 
 def history_rows(run_id: str, trial: int, result: model.TrainResult) -> History:

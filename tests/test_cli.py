@@ -1,6 +1,7 @@
 """The tinytrain command: local training from a CSV file, and keys."""
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -88,3 +89,68 @@ def test_keys_create_prints_the_key_alone_and_list_never_shows_it(tmp_path: Path
     assert create.returncode == 0 and key.startswith("tt_") and create.stdout == key + "\n"
     listed = run("keys", "list", cwd=tmp_path, env=full_env)
     assert "ann" in listed.stdout and key not in listed.stdout
+
+
+def _sine_csv(path: Path, n: int = 60) -> Path:
+    xs = [i / n * 6 - 3 for i in range(n)]
+    path.write_text("x,y\n" + "".join(f"{x},{math.sin(x)}\n" for x in xs))
+    return path
+
+
+def test_sweep_json_trials_equal_train_of_each_trial(tmp_path: Path) -> None:
+    _sine_csv(tmp_path / "d.csv")
+    base = ["--dtype", "float64", "--epochs", "15", "--batch-size", "8"]
+    grid = ["--grid", "learning_rate=0.1,0.7", "--grid", "seed=0,3", "--grid", "drop_last=false,true"]
+    done = run("sweep", "d.csv", "--json", *base, *grid, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    trials = out["trials"]
+    assert [t["index"] for t in trials] == list(range(8))
+    # Grid order: keys as given, the last varying fastest.
+    assert [(t["hyperparameters"]["learning_rate"], t["hyperparameters"]["drop_last"]) for t in trials[:3]] == [
+        (0.1, False),
+        (0.1, True),
+        (0.1, False),
+    ]
+    for t in (trials[0], trials[5]):
+        hp = t["hyperparameters"]
+        flags = ["--learning-rate", str(hp["learning_rate"]), "--seed", str(hp["seed"])]
+        alone = run(
+            "train", "d.csv", "--json", *base, *flags, *(["--drop-last"] if hp["drop_last"] else []), cwd=tmp_path
+        )
+        result = json.loads(alone.stdout)
+        assert t["result"]["parameters"] == result["parameters"]
+        assert t["result"]["loss_history"] == result["loss_history"]
+    best = min(trials, key=lambda t: t["objective"])
+    assert out["best"]["index"] == best["index"]
+
+
+def test_sweep_table_and_random_draws(tmp_path: Path) -> None:
+    _sine_csv(tmp_path / "d.csv")
+    args = ["--random", "6", "--random-seed", "2", "--range", "learning_rate=0.01:1:log", "--epochs", "5"]
+    done = run("sweep", "d.csv", *args, "--top", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].split()[:2] == ["index", "learning_rate"] and len(lines) == 4
+    rates = [float(line.split()[1]) for line in lines[1:]]
+    assert all(0.01 <= r <= 1 for r in rates)
+    again = run("sweep", "d.csv", *args, "--top", "3", cwd=tmp_path)
+    assert again.stdout == done.stdout  # the same draws from the same seed
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--grid", "dtype=float64"], "dtype cannot be swept"),
+        (["--grid", "learning_rate=a"], "learning_rate: Input should be a valid number"),
+        (["--grid", "batch_size=10,500"], "trial 1: batch_size 500 is larger than the 60 training points"),
+        (["--grid", "learning_rate"], "--grid takes NAME=VALUE"),
+        (["--random", "3", "--range", "learning_rate=1:0.1"], "min 1.0 is greater than max 0.1"),
+        (["--random", "3", "--range", "learning_rate=0:1:log"], "a log range needs min > 0"),
+    ],
+)
+def test_sweep_bad_input_is_one_line_and_exit_2(tmp_path: Path, flags: list[str], message: str) -> None:
+    _sine_csv(tmp_path / "d.csv")
+    done = run("sweep", "d.csv", *flags, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr

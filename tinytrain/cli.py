@@ -4,17 +4,22 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from tqdm import tqdm
 
 import model
+from api import schemas
 from jobs import keys, migrate
 from jobs.db import session_scope
+from jobs.hyperparameters import config_from, grid_trials, random_trials
+from jobs.results import trial_outcome
 from jobs.settings import Settings, get_settings
 from model.config import Device, Dtype
 from model.csvdata import parse_points
+from model.fleet import Fleet
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tinytrain: training as a service.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
@@ -28,49 +33,68 @@ def main() -> None:
     """Training as a service for a 1-2-1 network: serve, worker, train, keys, db."""
 
 
+DEFAULT = model.TrainConfig()
+Data = Annotated[Path, typer.Argument(help="CSV file: two numeric columns x,y, optional header row.")]
+NoShuffle = Annotated[bool, typer.Option("--no-shuffle", help="Keep the stored order.")]
+DropLast = Annotated[bool, typer.Option("--drop-last", help="Skip each epoch's last, smaller batch.")]
+DtypeOption = Annotated[Dtype, typer.Option(help="Floating-point type of the computation.")]
+DeviceOption = Annotated[Device, typer.Option(help="auto: the GPU where there is one and the work is big enough.")]
+Init = Annotated[str | None, typer.Option(help="The seven initial parameters as a JSON object.")]
+
+
+def _hyperparameters(**flags: Any) -> dict[str, Any]:
+    """The resolved hyperparameters of the train flags (as a job stores them)."""
+    init = flags.pop("init")
+    flags["shuffle"] = not flags.pop("no_shuffle")
+    initial = json.loads(init) if init is not None else None
+    if initial is not None and not isinstance(initial, dict):
+        raise model.TrainingInputError("--init must be a JSON object of the seven parameters")
+    return schemas.Hyperparameters.model_validate({**flags, "initial_parameters": initial}).model_dump()
+
+
+def _fail(exc: Exception) -> NoReturn:
+    message = str(exc)
+    if isinstance(exc, ValidationError):
+        parts = [(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
+        message = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in parts)
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2) from exc
+
+
+# The flags of train that sweep takes as its base (their names are TrainConfig's, and the two below).
+TRAIN_FLAGS = (*model.TrainConfig.__dataclass_fields__, "no_shuffle", "init")
+BAD_INPUT = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError)  # ValueError: also pydantic's
+
+
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="CSV file: two numeric columns x,y, optional header row.")],
-    learning_rate: float = 0.1,
-    batch_size: int = 32,
-    epochs: int = 100,
-    seed: int = 0,
-    no_shuffle: Annotated[bool, typer.Option("--no-shuffle", help="Keep the stored order.")] = False,
-    drop_last: Annotated[bool, typer.Option("--drop-last", help="Skip each epoch's last, smaller batch.")] = False,
-    validation_fraction: float = 0.0,
-    dtype: Annotated[Dtype, typer.Option(help="Floating-point type of the computation.")] = "float32",
-    device: Annotated[Device, typer.Option(help="auto: cuda where available.")] = "auto",
-    init: Annotated[str | None, typer.Option(help="The seven initial parameters as a JSON object.")] = None,
+    data: Data,
+    learning_rate: float = DEFAULT.learning_rate,
+    batch_size: int = DEFAULT.batch_size,
+    epochs: int = DEFAULT.epochs,
+    seed: int = DEFAULT.seed,
+    no_shuffle: NoShuffle = not DEFAULT.shuffle,
+    drop_last: DropLast = DEFAULT.drop_last,
+    validation_fraction: float = DEFAULT.validation_fraction,
+    dtype: DtypeOption = DEFAULT.dtype,
+    device: DeviceOption = DEFAULT.device,
+    init: Init = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the Result object, as JSON.")] = False,
 ) -> None:
     """Train locally, with no server, and print the seven parameters and the final loss."""
     try:
         x, y = parse_points(data.read_text())
-        initial = json.loads(init) if init is not None else None
-        if initial is not None and not isinstance(initial, dict):
-            raise model.TrainingInputError("--init must be a JSON object of the seven parameters")
-        config = model.TrainConfig(
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            epochs=epochs,
-            seed=seed,
-            shuffle=not no_shuffle,
-            drop_last=drop_last,
-            validation_fraction=validation_fraction,
-            initial_parameters=initial,
-            dtype=dtype,
-            device=device,
-        )
+        given = locals()
+        hp = _hyperparameters(**{k: given[k] for k in TRAIN_FLAGS if k in given})
         with tqdm(total=epochs, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
 
             def on_epoch(epoch: int, loss: float) -> None:
                 bar.update(epoch - bar.n)
                 bar.set_postfix(loss=f"{loss:.6g}", refresh=False)
 
-            result = model.train(x, y, config, on_epoch=on_epoch)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, model.TrainingInputError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+            result = model.train(x, y, config_from(hp), on_epoch=on_epoch)
+    except BAD_INPUT as exc:
+        _fail(exc)
     if as_json:
         typer.echo(json.dumps(dataclasses.asdict(result)))
         return
@@ -80,6 +104,129 @@ def train(
     if result.diverged:
         typer.echo("the loss became non-finite: these are the last finite parameters", err=True)
         raise typer.Exit(1)
+
+
+def _grid_values(name: str, text: str) -> list[Any]:
+    """NAME's values from V1,V2,... as JSON values (a word that is no JSON stays a string, for the
+    validation to name); JSON objects separated by ';' for the object-valued names."""
+
+    def value(v: str) -> Any:
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+
+    return [value(v) for v in text.split(";" if name in ("initial_parameters", "early_stopping") else ",")]
+
+
+def _range(text: str) -> dict[str, Any]:
+    """MIN:MAX[:log] as a Random range."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
+        raise ValueError(f"a range is MIN:MAX or MIN:MAX:log, not {text!r}")
+    return {"min": float(parts[0]), "max": float(parts[1]), "log": len(parts) == 3}
+
+
+def _named(pairs: list[str], parse: Any, flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"{flag} takes NAME=VALUE, not {pair!r}")
+        out[name.strip().replace("-", "_")] = parse(name, value) if parse is _grid_values else parse(value)
+    return out
+
+
+@app.command()
+def sweep(
+    data: Data,
+    grid: Annotated[list[str] | None, typer.Option(help="NAME=V1,V2,...: values to try (repeatable).")] = None,
+    random: Annotated[int | None, typer.Option(help="Draw this many trials at random instead of a grid.")] = None,
+    random_seed: Annotated[int, typer.Option(help="The seed of the random draws.")] = 0,
+    range_: Annotated[
+        list[str] | None, typer.Option("--range", help="NAME=MIN:MAX[:log]: a random draw's range (repeatable).")
+    ] = None,
+    objective: Annotated[str | None, typer.Option(help="final_loss or final_validation_loss.")] = None,
+    top: Annotated[int, typer.Option(help="Rows of the leaderboard.")] = 10,
+    learning_rate: float = DEFAULT.learning_rate,
+    batch_size: int = DEFAULT.batch_size,
+    epochs: int = DEFAULT.epochs,
+    seed: int = DEFAULT.seed,
+    no_shuffle: NoShuffle = not DEFAULT.shuffle,
+    drop_last: DropLast = DEFAULT.drop_last,
+    validation_fraction: float = DEFAULT.validation_fraction,
+    dtype: DtypeOption = DEFAULT.dtype,
+    device: DeviceOption = DEFAULT.device,
+    init: Init = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the trials and the best, as JSON.")] = False,
+) -> None:
+    """Train many trials of one dataset locally with the fleet engine: a grid or random draws,
+    the train flags as the base; then the best trials as a table."""
+    flags = {
+        k: v for k, v in locals().items() if k in model.TrainConfig.__dataclass_fields__ or k in ("no_shuffle", "init")
+    }
+    try:
+        x, y = parse_points(data.read_text())
+        base = _hyperparameters(**flags)
+        request = schemas.SweepIn.model_validate(
+            {
+                "dataset": {"x": x, "y": y},
+                "hyperparameters": base,
+                "grid": _named(grid or [], _grid_values, "--grid") if random is None else None,
+                "random": {"trials": random, "seed": random_seed, **_named(range_ or [], _range, "--range")}
+                if random is not None
+                else None,
+                "objective": objective,
+            }
+        )
+        draws = request.random.model_dump() if request.random is not None else None
+        varied = list(grid_trials(request.grid) if request.grid is not None else random_trials(draws or {}))
+        hps = [{**base, **v} for v in varied]
+        goal = request.objective or ("final_validation_loss" if base["validation_fraction"] > 0 else "final_loss")
+        total = sum(hp["epochs"] for hp in hps)
+        with tqdm(total=total, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
+
+            def on_progress(fleet: Fleet) -> None:
+                bar.update(int(fleet.epochs_completed().sum()) - bar.n)
+
+            results = model.train_fleet(x, y, [config_from(hp) for hp in hps], on_progress=on_progress)
+    except BAD_INPUT as exc:
+        _fail(exc)
+    trials = [_trial(k, hp, result, goal) for k, (hp, result) in enumerate(zip(hps, results, strict=True))]
+    ranked = sorted((t for t in trials if t.objective is not None), key=lambda t: (t.objective, t.index))
+    best = ranked[0] if ranked else None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "trials": [t.model_dump(mode="json") for t in trials],
+                    "best": best.model_dump(mode="json") if best else None,
+                }
+            )
+        )
+        return
+    names = list(varied[0]) if varied else []
+    typer.echo(f"{'index':>5}  " + "  ".join(f"{n:>14}" for n in names) + f"  {goal:>22}  {'status':>9}")
+    for t in ranked[:top] + [t for t in trials if t.objective is None][: max(0, top - len(ranked))]:
+        values = "  ".join(f"{json.dumps(t.hyperparameters[n]):>14}" for n in names)
+        score = f"{t.objective:.10g}" if t.objective is not None else "-"
+        typer.echo(f"{t.index:>5}  {values}  {score:>22}  {t.status:>9}")
+
+
+def _trial(index: int, hp: dict[str, Any], result: model.TrainResult, objective: str) -> schemas.TrialWithResult:
+    outcome = trial_outcome(result, objective)
+    return schemas.TrialWithResult(
+        index=index,
+        hyperparameters=hp,
+        status=outcome["status"],
+        error=schemas.Error.of(outcome["error_code"], outcome["error_message"]),
+        objective=outcome["objective"],
+        result=schemas.Result(
+            **outcome["result"],
+            loss_history=result.loss_history,
+            validation_loss_history=result.validation_loss_history,
+        ),
+    )
 
 
 @app.command()

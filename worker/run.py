@@ -140,18 +140,11 @@ def _run_job(job_id: str) -> None:
         return
     stopped = _stop_error(progress, max_runtime)
     if result.diverged:
-        message = f"the loss became non-finite after epoch {result.epochs_completed}"
-        finish(Status.FAILED, result, error_code="diverged", error_message=message)
+        finish(Status.FAILED, result, **results.diverged(result))
     elif stopped is not None:
         finish(stopped[0], result, **stopped[1])
     elif progress.reason != "lost":
         finish(Status.SUCCEEDED, result)
-
-
-def _objective(result: model.TrainResult, objective: str) -> float | None:
-    if objective == "final_validation_loss":
-        return result.validation_loss_history[-1] if result.validation_loss_history else None
-    return result.final_loss
 
 
 def _run_chunk(chunk_id: str) -> None:
@@ -212,25 +205,9 @@ def _store_trials(
 ) -> None:
     """Each trial's outcome: diverged is failed, one stopped before its end ends as the chunk
     does (cancelled, or failed on timeout), the rest succeeded. Histories beside them."""
-    rows = []
-    for offset, result in enumerate(fleet):
-        status: Status = Status.SUCCEEDED
-        error: dict[str, str | None] = {"error_code": None, "error_message": None}
-        if result.diverged:
-            status = Status.FAILED
-            message = f"the loss became non-finite after epoch {result.epochs_completed}"
-            error = {"error_code": "diverged", "error_message": message}
-        elif result.stopped:
-            status, error = stop[0], {**error, **stop[1]}
-        rows.append(
-            {
-                "sweep_id": sweep_id,
-                "index": lo + offset,
-                "status": status,
-                "result": results.scalars(result),
-                "objective": _objective(result, objective) if status == Status.SUCCEEDED else None,
-                **error,
-            }
-        )
+    rows = [
+        {"sweep_id": sweep_id, "index": lo + k, **results.trial_outcome(result, objective, stop)}
+        for k, result in enumerate(fleet)
+    ]
     session.execute(update(Trial), rows)
     results.store_histories(session, [results.history_rows(sweep_id, lo + k, r) for k, r in enumerate(fleet)])
