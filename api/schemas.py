@@ -83,13 +83,23 @@ class Hyperparameters(Strict):
     device: Literal["auto", "cpu", "cuda"] = DEFAULT.device
 
 
-class JobIn(Strict):
+class RunIn(Strict):
+    """What a job and a sweep both ask: one dataset, stored or inline, and how to train on it."""
+
     dataset_id: str | None = None
     dataset: Points | None = None
     hyperparameters: Hyperparameters = Hyperparameters()
     max_runtime_seconds: Annotated[float, Field(gt=0)] | None = None
     name: Name | None = None
 
+    @model_validator(mode="after")
+    def _one_dataset(self) -> Self:
+        if (self.dataset_id is None) == (self.dataset is None):
+            raise ValueError("give exactly one of dataset_id or dataset")
+        return self
+
+
+class JobIn(RunIn):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -101,12 +111,6 @@ class JobIn(Strict):
             ]
         }
     )
-
-    @model_validator(mode="after")
-    def _one_dataset(self) -> "JobIn":
-        if (self.dataset_id is None) == (self.dataset is None):
-            raise ValueError("give exactly one of dataset_id or dataset")
-        return self
 
 
 class Progress(BaseModel):
@@ -142,22 +146,27 @@ class Result(ResultSummary):
     epochs: list[int] | None = None  # with start, stop or max_points: the epoch (from 1) of each entry
 
 
-class JobSummary(BaseModel):
-    """A job as listed: everything but the result."""
+class RunOut(BaseModel):
+    """What a job and a sweep both are."""
 
     id: str
     name: str | None
     status: Status
     dataset_id: str
-    hyperparameters: dict[str, Any]  # all resolved, seed included
+    hyperparameters: dict[str, Any]  # all resolved, seed included (a sweep's: the base)
     max_runtime_seconds: float | None
-    progress: Progress
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
     device: str | None
     attempts: int
     error: Error | None
+
+
+class JobSummary(RunOut):
+    """A job as listed: everything but the result."""
+
+    progress: Progress
 
 
 class Job(JobSummary):
@@ -202,17 +211,22 @@ class Range(Strict):
         return self
 
 
-def _check_values(key: str, values: list[Any]) -> None:
-    """Each value must be a valid Hyperparameters value of key."""
+def _check_values(key: str, values: list[Any]) -> list[Any]:
+    """Each value must be a valid Hyperparameters value of key; the values as a job resolves them.
+
+    Resolved, so that a trial's hyperparameters are those of the job it equals: an early_stopping
+    with its min_delta, initial_parameters (and a learning_rate) as floats."""
     if key not in SWEEPABLE:
         raise ValueError(f"{key} cannot be swept; one of {', '.join(SWEEPABLE)}")
     if not values:
         raise ValueError(f"{key}: give at least one value")
+    resolved = []
     for value in values:
         try:
-            Hyperparameters.model_validate({key: value})
+            resolved.append(Hyperparameters.model_validate({key: value}).model_dump()[key])
         except ValidationError as exc:
             raise ValueError(f"{key}: {exc.errors()[0]['msg']} ({value!r})") from None
+    return resolved
 
 
 class Random(Strict):
@@ -226,28 +240,33 @@ class Random(Strict):
 
     @model_validator(mode="after")
     def _draws(self) -> Self:
-        for key, how in (self.model_extra or {}).items():
+        extra = self.model_extra or {}
+        for key, how in extra.items():
             if key.endswith("_values"):
-                _check_values(key.removesuffix("_values"), how if isinstance(how, list) else [])
+                values = _check_values(key.removesuffix("_values"), how if isinstance(how, list) else [])
+                extra[key] = values  # resolved, as a grid's (the same key: the dict keeps its order)
                 continue
             if key not in RANGES:
                 raise ValueError(f"{key}: draw from a range one of {', '.join(RANGES)}, or give {key}_values")
-            bounds = Range.model_validate(how)
+            try:
+                bounds = Range.model_validate(how)
+            except ValidationError as exc:  # name the range: Range's own errors do not
+                first = exc.errors()[0]
+                where = "".join(f"{part}: " for part in first["loc"])
+                raise ValueError(f"{key}: {where}{first['msg'].removeprefix('Value error, ')}") from None
             for bound in (bounds.min, bounds.max):
                 value = int(bound) if RANGES[key] is int and bound == int(bound) else bound
+                if RANGES[key] is int and value > 2**63 - 1:
+                    # numpy draws integers as int64: a larger bound was a 500 at admission.
+                    raise ValueError(f"{key}: a range bound is at most 2**63 - 1, not {bound}")
                 _check_values(key, [value])
         return self
 
 
-class SweepIn(Strict):
-    dataset_id: str | None = None
-    dataset: Points | None = None
-    hyperparameters: Hyperparameters = Hyperparameters()
+class SweepIn(RunIn):
     grid: dict[str, list[Any]] | None = None
     random: Random | None = None
     objective: Literal["final_loss", "final_validation_loss"] | None = None
-    max_runtime_seconds: Annotated[float, Field(gt=0)] | None = None
-    name: Name | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -266,13 +285,11 @@ class SweepIn(Strict):
     )
 
     @model_validator(mode="after")
-    def _one_of_each(self) -> Self:
-        if (self.dataset_id is None) == (self.dataset is None):
-            raise ValueError("give exactly one of dataset_id or dataset")
+    def _grid_or_random(self) -> Self:
         if (self.grid is None) == (self.random is None):
             raise ValueError("give exactly one of grid or random")
-        for key, values in (self.grid or {}).items():
-            _check_values(key, values)
+        if self.grid is not None:
+            self.grid = {key: _check_values(key, values) for key, values in self.grid.items()}
         return self
 
 
@@ -297,25 +314,13 @@ class Best(BaseModel):
     parameters: Parameters
 
 
-class Sweep(BaseModel):
-    id: str
-    name: str | None
-    status: Status
-    dataset_id: str
-    hyperparameters: dict[str, Any]  # the base, resolved
+class Sweep(RunOut):
     grid: dict[str, list[Any]] | None
     random: dict[str, Any] | None
     objective: str
-    max_runtime_seconds: float | None
     trials: TrialCounts
     progress: SweepProgress
     best: Best | None  # the trial with the smallest objective so far
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    device: str | None
-    attempts: int
-    error: Error | None
 
 
 class SweepSummary(BaseModel):
@@ -325,6 +330,8 @@ class SweepSummary(BaseModel):
     name: str | None
     status: Status
     dataset_id: str
+    hyperparameters: dict[str, Any]
+    max_runtime_seconds: float | None
     objective: str
     created_at: datetime
     started_at: datetime | None

@@ -72,18 +72,36 @@ def _check_base(request: Request, settings: Settings, has_cuda: bool) -> None:
 
 def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tuple[str | int, ...]) -> int:
     """Check one training as the engine will; its work (points x epochs)."""
+    # A sweep's trial (loc body.trials.k) is named in the message too, as the engine names it
+    # (TrainingInputError.in_trial): there is no trials field in the body for loc to point at.
+    said = f"trial {loc[-1]}: " if loc[:-1] == ("body", "trials") else ""
     if hp["epochs"] > settings.max_epochs:
-        raise InvalidInput((*loc, "epochs"), f"at most {settings.max_epochs} epochs")
+        raise InvalidInput((*loc, "epochs"), f"{said}at most {settings.max_epochs} epochs")
     try:
         check_config(config_from(hp))
         split_sizes(n_points, hp["validation_fraction"], hp["batch_size"])
     except model.TrainingInputError as exc:
-        raise InvalidInput((*loc, exc.field or ""), str(exc)) from exc
+        raise InvalidInput((*loc, exc.field or ""), f"{said}{exc}") from exc
     return n_points * int(hp["epochs"])
 
 
 def _over_work(work: int, settings: Settings) -> InvalidInput:
     return InvalidInput((*HP, "epochs"), f"{work} point-epochs is over the limit of {settings.max_work}")
+
+
+def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]:
+    """The columns a new job or sweep takes from its request (tables.Requested), queued."""
+    return {
+        "id": lifecycle.new_id(prefix),
+        "owner": request.owner,
+        "name": request.name,
+        "status": Status.QUEUED,
+        "dataset_id": dataset_id,
+        "hyperparameters": request.hyperparameters,
+        "max_runtime_seconds": request.max_runtime_seconds,
+        "idempotency_key": request.idempotency_key,
+        "request_hash": request.request_hash,
+    }
 
 
 def admit_job(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
@@ -94,19 +112,11 @@ def admit_job(*, session: Session, request: Request, settings: Settings, has_cud
     if work > settings.max_work:
         raise _over_work(work, settings)
     job = Job(
-        id=lifecycle.new_id("job"),
-        owner=request.owner,
-        name=request.name,
-        status=Status.QUEUED,
-        dataset_id=dataset_id,
-        hyperparameters=request.hyperparameters,
-        max_runtime_seconds=request.max_runtime_seconds,
+        **_requested(request, "job", dataset_id),
         attempts=0,
         cancel_requested=False,
         epochs_completed=0,
         result=None,
-        idempotency_key=request.idempotency_key,
-        request_hash=request.request_hash,
     )
     return Admitted(job, [inline] if inline else [], inline is not None)
 
@@ -137,20 +147,12 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     if work > settings.max_work:
         raise _over_work(work, settings)
     sweep = Sweep(
-        id=lifecycle.new_id("sw"),
-        owner=request.owner,
-        name=request.name,
-        status=Status.QUEUED,
-        dataset_id=dataset_id,
-        hyperparameters=base,
+        **_requested(request, "sw", dataset_id),
         grid=request.grid,
         random=request.random,
         objective=objective,
-        max_runtime_seconds=request.max_runtime_seconds,
         trials_total=len(resolved),
         epochs_total=sum(hp["epochs"] for hp in resolved),
-        idempotency_key=request.idempotency_key,
-        request_hash=request.request_hash,
     )
     size = settings.sweep_chunk_trials
     chunks = [

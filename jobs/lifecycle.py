@@ -133,6 +133,12 @@ def finish(*, session: Session, run_id: str, attempt: int, status: Status, **val
 def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
     """End the sweep once none of its chunks is queued or running: failed if a chunk failed
     (timeout, worker_lost, internal), else cancelled if one was cancelled, else succeeded."""
+    # Lock the sweep's row first (held to commit), so the settles of one sweep take turns.
+    # Without it, under PostgreSQL's READ COMMITTED, two chunks ending at once each still saw
+    # the other running (not yet committed) and neither ended the sweep: it stayed running
+    # forever. The one that waits reads the chunks afterwards, the other's end committed.
+    # (SQLite renders no FOR UPDATE; its single writer serialises these transactions already.)
+    session.execute(select(Sweep.id).where(Sweep.id == sweep_id).with_for_update())
     chunks = select(SweepChunk).where(SweepChunk.sweep_id == sweep_id)
     if session.scalar(select(exists(chunks.where(SweepChunk.status.in_(ACTIVE))))):
         return

@@ -74,41 +74,39 @@ class Leased:
     error_message: Mapped[str | None] = mapped_column(Text)
 
 
-class Job(Leased, Base):
-    __tablename__ = "jobs"
-    # (owner, status): the quota counts an owner's active jobs on every submit.
-    __table_args__ = (UniqueConstraint("owner", "idempotency_key"), Index("ix_jobs_owner_status", "owner", "status"))
+class Requested:
+    """The columns of what an owner asked to run: a job or a sweep (jobs/admission.py)."""
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)  # creation order, for pagination
     id: Mapped[str] = mapped_column(String(40), unique=True)
     owner: Mapped[str] = mapped_column(String(100), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
     dataset_id: Mapped[str] = mapped_column(String(40), index=True)
-    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # all resolved, seed included
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # all resolved (a sweep's: the base)
     max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
-    last_loss: Mapped[float | None] = mapped_column(Float)
-    result: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
-class Sweep(Base):
+class Job(Requested, Leased, Base):
+    __tablename__ = "jobs"
+    # (owner, status): the quota counts an owner's active jobs on every submit.
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"), Index("ix_jobs_owner_status", "owner", "status"))
+
+    last_loss: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))
+
+
+class Sweep(Requested, Base):
     """What the client asked for and how it ended; its trials run in SweepChunks."""
 
     __tablename__ = "sweeps"
     __table_args__ = (UniqueConstraint("owner", "idempotency_key"), Index("ix_sweeps_owner_status", "owner", "status"))
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    id: Mapped[str] = mapped_column(String(40), unique=True)
-    owner: Mapped[str] = mapped_column(String(100), index=True)
-    name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[Status] = mapped_column(String(16))  # the chunks' sum (lifecycle.settle_sweep)
-    dataset_id: Mapped[str] = mapped_column(String(40), index=True)
-    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSON)  # the base, resolved
     grid: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     random: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     objective: Mapped[str] = mapped_column(String(32))
-    max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
     trials_total: Mapped[int] = mapped_column(Integer)
     epochs_total: Mapped[int] = mapped_column(Integer)  # summed over the trials
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -116,8 +114,6 @@ class Sweep(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
-    request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class SweepChunk(Leased, Base):

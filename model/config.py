@@ -1,9 +1,9 @@
-"""What a training run is asked to do and what it gives back (the Result of api.md)."""
+"""What a training run is asked to do and what it gives back (the Result of docs/api.md)."""
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-# The seven parameters, always named and ordered like this (model.md).
+# The seven parameters, always named and ordered like this (docs/model.md).
 PARAMETER_NAMES = ("w11", "w12", "b11", "b12", "w21", "w22", "b2")
 
 Dtype = Literal["float32", "float64"]

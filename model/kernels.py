@@ -111,7 +111,7 @@ def _sigmoid_impl(z):
 
 @njit(cache=True, fastmath=_FAST, error_model="numpy", nogil=True)
 def batch_gradient(xs, ys, start, stop, w11, w12, b11, b12, w21, w22, b2):
-    """Gradient of the mean squared error over xs[start:stop] (model.md): 7 sums."""
+    """Gradient of the mean squared error over xs[start:stop] (docs/model.md): 7 sums."""
     T = xs.dtype.type
     c = T(2) / T(stop - start)
     gw11 = gw12 = gb11 = gb12 = gw21 = gw22 = gb2 = T(0)
@@ -179,64 +179,6 @@ def _all_finite(theta):
     return True
 
 
-@njit(cache=True, error_model="numpy", nogil=True)
-def _train_trial(
-    x,
-    y,
-    xv,
-    yv,
-    xs,
-    ys,
-    keys,
-    theta,
-    last_good,
-    state,
-    losses,
-    val_losses,
-    lr,
-    batch_size,
-    epochs,
-    shuffle,
-    drop_last,
-    patience,
-    min_delta,
-    order_seed,
-    max_epochs,
-):
-    """Up to max_epochs whole epochs of one trial; its status goes to state[STATUS]."""
-    n = x.shape[0]
-    stop = n - n % batch_size if drop_last else n
-    bits = order.domain_bits(n)
-    lr = x.dtype.type(lr)
-    for _ in range(max_epochs):
-        epoch = int(state[EPOCH])
-        if shuffle:
-            order.epoch_keys(order_seed, epoch, keys)
-            for i in range(stop):  # the dropped tail is never read
-                j = order.position(i, n, bits, keys)
-                xs[i] = x[j]
-                ys[i] = y[j]
-            _sgd_steps(xs, ys, 0, stop, batch_size, theta, lr)
-        else:
-            _sgd_steps(x, y, 0, stop, batch_size, theta, lr)
-        loss = mse(x, y, theta)
-        val_loss = mse(xv, yv, theta) if xv.shape[0] > 0 else 0.0
-        if not (np.isfinite(loss) and np.isfinite(val_loss) and _all_finite(theta)):
-            theta[:] = last_good
-            state[STATUS] = DIVERGED
-            return
-        last_good[:] = theta
-        losses[epoch] = loss
-        val_losses[epoch] = val_loss
-        state[EPOCH] = epoch + 1
-        if early_stopping_update(state, val_loss if xv.shape[0] > 0 else loss, patience, min_delta):
-            state[STATUS] = STOPPED_EARLY
-            return
-        if epoch + 1 >= epochs:
-            state[STATUS] = COMPLETED
-            return
-
-
 # nogil: the fleet's threads (and a Celery worker's) train side by side in this function.
 @njit(cache=True, error_model="numpy", nogil=True)
 def run_trials(
@@ -270,28 +212,36 @@ def run_trials(
     xs = np.empty_like(x)  # the points in batch order, reused by every trial of this call
     ys = np.empty_like(y)
     keys = np.empty(2 * order.ROUNDS, dtype=np.uint64)
+    n = x.shape[0]
+    bits = order.domain_bits(n)
     for k in trials:
-        if state[k, STATUS] == RUNNING:
-            _train_trial(
-                x,
-                y,
-                xv,
-                yv,
-                xs,
-                ys,
-                keys,
-                theta[k],
-                last_good[k],
-                state[k],
-                losses[k],
-                val_losses[k],
-                lr[k],
-                batch_size[k],
-                epochs[k],
-                shuffle[k],
-                drop_last[k],
-                patience[k],
-                min_delta[k],
-                order_seed[k],
-                max_epochs,
-            )
+        # One trial: up to max_epochs whole epochs, until it completes, stops early or diverges.
+        t, s = theta[k], state[k]
+        stop = n - n % batch_size[k] if drop_last[k] else n
+        rate = x.dtype.type(lr[k])
+        last = s[EPOCH] + max_epochs
+        while s[STATUS] == RUNNING and s[EPOCH] < last:
+            epoch = int(s[EPOCH])
+            if shuffle[k]:
+                order.epoch_keys(order_seed[k], epoch, keys)
+                for i in range(stop):  # the dropped tail is never read
+                    j = order.position(i, n, bits, keys)
+                    xs[i] = x[j]
+                    ys[i] = y[j]
+                _sgd_steps(xs, ys, 0, stop, batch_size[k], t, rate)
+            else:
+                _sgd_steps(x, y, 0, stop, batch_size[k], t, rate)
+            loss = mse(x, y, t)
+            val_loss = mse(xv, yv, t) if xv.shape[0] > 0 else 0.0
+            if not (np.isfinite(loss) and np.isfinite(val_loss) and _all_finite(t)):
+                t[:] = last_good[k]
+                s[STATUS] = DIVERGED
+                break
+            last_good[k] = t
+            losses[k, epoch] = loss
+            val_losses[k, epoch] = val_loss
+            s[EPOCH] = epoch + 1
+            if early_stopping_update(s, val_loss if xv.shape[0] > 0 else loss, patience[k], min_delta[k]):
+                s[STATUS] = STOPPED_EARLY
+            elif epoch + 1 >= epochs[k]:
+                s[STATUS] = COMPLETED

@@ -1,4 +1,4 @@
-"""A slow, obviously correct 1-2-1 trainer, written straight from model.md, for tests to compare with."""
+"""A slow, obviously correct 1-2-1 trainer, written straight from docs/model.md, for tests to compare with."""
 
 import math
 
@@ -18,7 +18,7 @@ def mse(p: dict[str, float], xs: list[float], ys: list[float]) -> float:
 
 
 def gradient(p: dict[str, float], xs: list[float], ys: list[float]) -> dict[str, float]:
-    """The gradient of the batch MSE, formula by formula from model.md."""
+    """The gradient of the batch MSE, formula by formula from docs/model.md."""
     n = len(xs)
     g = dict.fromkeys(NAMES, 0.0)
     for x, y in zip(xs, ys, strict=True):

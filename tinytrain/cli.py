@@ -1,10 +1,12 @@
-"""The `tinytrain` console script: one command per process kind (architecture.md)."""
+"""The `tinytrain` console script: one command per process kind (serve, worker), local training, keys, db."""
 
 import dataclasses
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -34,6 +36,7 @@ def main() -> None:
 
 
 DEFAULT = model.TrainConfig()
+Command = TypeVar("Command", bound=Callable[..., None])
 Data = Annotated[Path, typer.Argument(help="CSV file: two numeric columns x,y, optional header row.")]
 NoShuffle = Annotated[bool, typer.Option("--no-shuffle", help="Keep the stored order.")]
 DropLast = Annotated[bool, typer.Option("--drop-last", help="Skip each epoch's last, smaller batch.")]
@@ -61,14 +64,7 @@ def _fail(exc: Exception) -> NoReturn:
     raise typer.Exit(2) from exc
 
 
-# The flags of train that sweep takes as its base (their names are TrainConfig's, and the two below).
-TRAIN_FLAGS = (*model.TrainConfig.__dataclass_fields__, "no_shuffle", "init")
-BAD_INPUT = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError)  # ValueError: also pydantic's
-
-
-@app.command()
-def train(
-    data: Data,
+def _train_flags(
     learning_rate: float = DEFAULT.learning_rate,
     batch_size: int = DEFAULT.batch_size,
     epochs: int = DEFAULT.epochs,
@@ -79,14 +75,34 @@ def train(
     dtype: DtypeOption = DEFAULT.dtype,
     device: DeviceOption = DEFAULT.device,
     init: Init = None,
+) -> None:
+    """The flags of one training: train's, and the base of a sweep's trials."""
+
+
+def with_train_flags(command: Command) -> Command:
+    """command with the train flags as keyword options too, arriving in its **flags (typer reads
+    the signature): the flags are listed once, above."""
+    own = [p for p in inspect.signature(command).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    shared = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(_train_flags).parameters.values()]
+    command.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+    return command
+
+
+BAD_INPUT = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError)  # ValueError: also pydantic's
+
+
+@app.command()
+@with_train_flags
+def train(
+    data: Data,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the Result object, as JSON.")] = False,
+    **flags: Any,
 ) -> None:
     """Train locally, with no server, and print the seven parameters and the final loss."""
     try:
         x, y = parse_points(data.read_text())
-        given = locals()
-        hp = _hyperparameters(**{k: given[k] for k in TRAIN_FLAGS if k in given})
-        with tqdm(total=epochs, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
+        hp = _hyperparameters(**flags)
+        with tqdm(total=hp["epochs"], unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
 
             def on_epoch(epoch: int, loss: float) -> None:
                 bar.update(epoch - bar.n)
@@ -138,6 +154,7 @@ def _named(pairs: list[str], parse: Any, flag: str) -> dict[str, Any]:
 
 
 @app.command()
+@with_train_flags
 def sweep(
     data: Data,
     grid: Annotated[list[str] | None, typer.Option(help="NAME=V1,V2,...: values to try (repeatable).")] = None,
@@ -148,23 +165,11 @@ def sweep(
     ] = None,
     objective: Annotated[str | None, typer.Option(help="final_loss or final_validation_loss.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the leaderboard.")] = 10,
-    learning_rate: float = DEFAULT.learning_rate,
-    batch_size: int = DEFAULT.batch_size,
-    epochs: int = DEFAULT.epochs,
-    seed: int = DEFAULT.seed,
-    no_shuffle: NoShuffle = not DEFAULT.shuffle,
-    drop_last: DropLast = DEFAULT.drop_last,
-    validation_fraction: float = DEFAULT.validation_fraction,
-    dtype: DtypeOption = DEFAULT.dtype,
-    device: DeviceOption = DEFAULT.device,
-    init: Init = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trials and the best, as JSON.")] = False,
+    **flags: Any,
 ) -> None:
     """Train many trials of one dataset locally with the fleet engine: a grid or random draws,
     the train flags as the base; then the best trials as a table."""
-    flags = {
-        k: v for k, v in locals().items() if k in model.TrainConfig.__dataclass_fields__ or k in ("no_shuffle", "init")
-    }
     try:
         x, y = parse_points(data.read_text())
         base = _hyperparameters(**flags)

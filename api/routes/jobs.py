@@ -6,6 +6,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 import model
 from api import schemas
@@ -17,6 +18,7 @@ from jobs import admission, lifecycle, results, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
 from jobs.status import Status
+from worker.executor import Executor
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
@@ -26,24 +28,21 @@ Stop = Annotated[int | None, Query(ge=1, description="The epoch after the slice'
 MaxPoints = Annotated[int | None, Query(ge=2, le=1_000_000, description="At most this many entries, evenly spaced.")]
 
 
+def run_fields(row: tables.Job | tables.Sweep) -> dict[str, Any]:
+    """The fields of schemas.RunOut that a job or sweep row holds itself (not device, attempts)."""
+    names = ("id", "name", "status", "dataset_id", "hyperparameters", "max_runtime_seconds")
+    return {
+        **{name: getattr(row, name) for name in names},
+        **{"created_at": row.created_at, "started_at": row.started_at, "finished_at": row.finished_at},
+        "error": schemas.Error.of(row.error_code, row.error_message),
+    }
+
+
 def job_summary(job: tables.Job) -> schemas.JobSummary:
-    return schemas.JobSummary(
-        id=job.id,
-        name=job.name,
-        status=job.status,
-        dataset_id=job.dataset_id,
-        hyperparameters=job.hyperparameters,
-        max_runtime_seconds=job.max_runtime_seconds,
-        progress=schemas.Progress(
-            epochs_completed=job.epochs_completed, epochs=job.hyperparameters["epochs"], last_loss=job.last_loss
-        ),
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        device=job.device,
-        attempts=job.attempts,
-        error=schemas.Error.of(job.error_code, job.error_message),
+    progress = schemas.Progress(
+        epochs_completed=job.epochs_completed, epochs=job.hyperparameters["epochs"], last_loss=job.last_loss
     )
+    return schemas.JobSummary(**run_fields(job), progress=progress, device=job.device, attempts=job.attempts)
 
 
 def job_out(job: tables.Job) -> schemas.Job:
@@ -74,6 +73,27 @@ CREATED_BEFORE = {"description": "What an earlier request with this Idempotency-
 QUEUE_DOWN = error(503, "The job queue is down; nothing was stored.")
 
 
+def submit(
+    body: schemas.JobIn | schemas.SweepIn,
+    owner: str,
+    session: Session,
+    executor: Executor,
+    response: Response,
+    idempotency_key: str | None,
+) -> tables.Job | tables.Sweep:
+    """Admit and queue a job or a sweep: 202 when created, 200 for a retry of the same request."""
+    settings = get_settings()
+    request = submit_request(owner, body, idempotency_key)
+    admit = admission.admit_sweep if isinstance(body, schemas.SweepIn) else admission.admit_job
+    admitted = admit(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
+    row, created = admission.enqueue(
+        session=session, admitted=admitted, max_active=settings.max_active_jobs_per_owner, dispatch=executor.dispatch
+    )
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/{row.__tablename__}/{row.id}"
+    return row
+
+
 @router.post("", status_code=202, responses={200: {"model": schemas.Job, **CREATED_BEFORE}, **QUEUE_DOWN})
 def submit_job(
     body: schemas.JobIn,
@@ -84,15 +104,8 @@ def submit_job(
     idempotency_key: IdempotencyKey = None,
 ) -> schemas.Job:
     """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset)."""
-    settings = get_settings()
-    request = submit_request(owner, body, idempotency_key)
-    admitted = admission.admit_job(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
-    job, created = admission.enqueue(
-        session=session, admitted=admitted, max_active=settings.max_active_jobs_per_owner, dispatch=executor.dispatch
-    )
+    job = submit(body, owner, session, executor, response, idempotency_key)
     assert isinstance(job, tables.Job)
-    response.status_code = 202 if created else 200
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
     return job_out(job)
 
 

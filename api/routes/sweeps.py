@@ -18,11 +18,11 @@ from api.routes.jobs import (
     Stop,
     full_result,
     predicted,
-    submit_request,
+    run_fields,
+    submit,
 )
-from jobs import admission, lifecycle, sweeps, tables
+from jobs import lifecycle, sweeps, tables
 from jobs.errors import Conflict
-from jobs.settings import get_settings
 from jobs.status import Status
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=JSONRoute)
@@ -33,15 +33,10 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
     now = sweeps.state(session, sweep)
     best = now.best
     return schemas.Sweep(
-        id=sweep.id,
-        name=sweep.name,
-        status=sweep.status,
-        dataset_id=sweep.dataset_id,
-        hyperparameters=sweep.hyperparameters,
+        **run_fields(sweep),
         grid=sweep.grid,
         random=sweep.random,
         objective=sweep.objective,
-        max_runtime_seconds=sweep.max_runtime_seconds,
         trials=schemas.TrialCounts(total=sweep.trials_total, **now.counts),
         progress=schemas.SweepProgress(epochs_completed=now.epochs_completed, epochs=sweep.epochs_total),
         best=schemas.Best(
@@ -52,19 +47,13 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
         )
         if best is not None and best.objective is not None and best.result is not None
         else None,
-        created_at=sweep.created_at,
-        started_at=sweep.started_at,
-        finished_at=sweep.finished_at,
         device=now.device,
         attempts=now.attempts,
-        error=schemas.Error.of(sweep.error_code, sweep.error_message),
     )
 
 
 def sweep_summary(sweep: tables.Sweep) -> schemas.SweepSummary:
-    return schemas.SweepSummary.model_validate(
-        {**sweep.__dict__, "error": schemas.Error.of(sweep.error_code, sweep.error_message)}
-    )
+    return schemas.SweepSummary(**run_fields(sweep), objective=sweep.objective)
 
 
 def trial_out(trial: tables.Trial) -> schemas.Trial:
@@ -89,15 +78,8 @@ def submit_sweep(
     idempotency_key: IdempotencyKey = None,
 ) -> schemas.Sweep:
     """Train every combination of grid (or random draws) on one dataset, as one request."""
-    settings = get_settings()
-    request = submit_request(owner, body, idempotency_key)
-    admitted = admission.admit_sweep(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
-    sweep, created = admission.enqueue(
-        session=session, admitted=admitted, max_active=settings.max_active_jobs_per_owner, dispatch=executor.dispatch
-    )
+    sweep = submit(body, owner, session, executor, response, idempotency_key)
     assert isinstance(sweep, tables.Sweep)
-    response.status_code = 202 if created else 200
-    response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
     return sweep_out(session, sweep)
 
 

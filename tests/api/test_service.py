@@ -10,7 +10,7 @@ import pytest
 
 from tests.reference import NAMES, plain_train
 from tests.support.client import assert_all_finite, wait_for
-from tests.support.data import INIT, SECONDS_OF_TRAINING, sine_points
+from tests.support.data import INIT, PLAIN_LOOP_HP, SECONDS_OF_TRAINING, sine_points
 from tests.support.server import Server, server_env
 
 LONG = {"learning_rate": 0.01, "batch_size": 1, "epochs": 100000}  # minutes of training on 20,000 points
@@ -50,14 +50,7 @@ def test_readme_flow_trains_a_job_and_returns_seven_parameters(make_server: Call
 def test_float64_job_matches_the_plain_loop(make_server: Callable[..., Server]) -> None:
     server = make_server()
     points = sine_points(203)
-    hp = {
-        "learning_rate": 0.3,
-        "batch_size": 32,
-        "epochs": 5,
-        "shuffle": False,
-        "initial_parameters": INIT,
-        "dtype": "float64",
-    }
+    hp = PLAIN_LOOP_HP
     with server.client() as c:
         job_id = c.post("/v1/jobs", json={"dataset": points, "hyperparameters": hp}).json()["id"]
         wait_for(c, job_id, "succeeded")

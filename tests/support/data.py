@@ -27,3 +27,14 @@ def sine_points(n: int, seed: int | np.random.Generator = 0, noise: float = 0.1)
 def tiny_job(n: int, seed: int | np.random.Generator, **hyperparameters: Any) -> dict[str, Any]:
     """A tiny job's body: n points of sin(x), no noise, sent inline with the job."""
     return {"dataset": sine_points(n, seed, noise=0), "hyperparameters": hyperparameters}
+
+
+# A float64 run in the stored order from INIT: what tests compare with tests.reference.plain_train.
+PLAIN_LOOP_HP = {
+    "learning_rate": 0.3,
+    "batch_size": 32,
+    "epochs": 5,
+    "shuffle": False,
+    "initial_parameters": INIT,
+    "dtype": "float64",
+}

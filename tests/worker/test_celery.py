@@ -11,7 +11,7 @@ import pytest
 from tests.reference import NAMES, plain_train
 from tests.support.celery import Stack
 from tests.support.client import wait_for
-from tests.support.data import INIT, SECONDS_OF_TRAINING, sine_points
+from tests.support.data import INIT, PLAIN_LOOP_HP, SECONDS_OF_TRAINING, sine_points
 from tests.support.keys import bearer
 from tests.support.server import Server
 
@@ -21,15 +21,7 @@ FOREVER = {"learning_rate": 0.001, "batch_size": 1, "epochs": 100000}
 def test_float64_job_through_celery_matches_the_plain_loop(celery_stack: Callable[..., Stack]) -> None:
     stack = celery_stack()
     points = sine_points(203)
-    hp = {
-        "learning_rate": 0.3,
-        "batch_size": 32,
-        "epochs": 5,
-        "shuffle": False,
-        "initial_parameters": INIT,
-        "dtype": "float64",
-        "device": "cpu",
-    }
+    hp = {**PLAIN_LOOP_HP, "device": "cpu"}
     with stack.server.client() as c:
         job = wait_for(c, c.post("/v1/jobs", json={"dataset": points, "hyperparameters": hp}).json()["id"], "succeeded")
         result = c.get(f"/v1/jobs/{job['id']}/result").json()
