@@ -138,7 +138,8 @@ def _run_job(job_id: str) -> None:
     result: model.TrainResult | None = _train(job_id, dataset_id, finish, train)
     if result is None:
         return
-    stopped = _stop_error(progress, max_runtime)
+    # A cancel or deadline seen after the last epoch stopped nothing: the run succeeded.
+    stopped = _stop_error(progress, max_runtime) if result.stopped else None
     if result.diverged:
         finish(Status.FAILED, result, **results.diverged(result))
     elif stopped is not None:
@@ -188,7 +189,7 @@ def _run_chunk(chunk_id: str) -> None:
     fleet: list[model.TrainResult] | None = _train(chunk_id, dataset_id, finish, train)
     if fleet is None:
         return
-    stopped = _stop_error(progress, max_runtime)
+    stopped = _stop_error(progress, max_runtime) if any(r.stopped for r in fleet) else None
     if stopped is not None:
         finish(stopped[0], fleet, **stopped[1])
     elif progress.reason != "lost":
