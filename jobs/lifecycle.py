@@ -224,10 +224,16 @@ def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
         failed = expired.where(table.attempts >= max_attempts).values(status=Status.FAILED, **ended, **lost)
         again = expired.where(table.attempts < max_attempts).values(status=Status.QUEUED, lease_expires_at=None)
         stopped = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
-        requeued += session.scalars(again.returning(table.id))
+        again_ids = list(session.scalars(again.returning(table.id)))
+        requeued += again_ids
         if table is SweepChunk:
             for chunk_id in stopped:
                 _end_trials_of_lost_chunk(session, chunk_id)
+            # A chunk queued again has its trials wait again: the sweep's counts showed them
+            # running, on a worker that is gone, until the next claim.
+            spans = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id.in_(again_ids))
+            for sweep_id, lo, hi in session.execute(spans).all():
+                session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.QUEUED))
     out = _queue_of_runs(session, requeued)
     session.commit()
     return out
