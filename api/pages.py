@@ -5,7 +5,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from api.schemas import Page
@@ -16,6 +16,7 @@ Cursor = Annotated[str | None, Query(pattern=r"^c[0-9]{1,18}$", description="nex
 Limit = Annotated[int, Query(ge=1, le=100)]
 Row = TypeVar("Row", Dataset, Job, Sweep)
 Item = TypeVar("Item", bound=BaseModel)
+Run = TypeVar("Run", Job, Sweep)
 
 
 def page(
@@ -33,3 +34,19 @@ def page(
     rows = list(session.scalars(query))
     more = len(rows) > limit
     return Page[Item](items=[render(r) for r in rows[:limit]], next_cursor=f"c{rows[limit - 1].seq}" if more else None)
+
+
+def owned_page(
+    session: Session,
+    model: type[Run],
+    owner: str,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    render: Callable[[Run], Item],
+) -> Page[Item]:
+    """A page of the owner's rows of model (jobs or sweeps), with the given status if one is given."""
+    query = select(model).where(model.owner == owner)
+    if status is not None:
+        query = query.where(model.status == status)
+    return page(session, query, model, limit, cursor, render)

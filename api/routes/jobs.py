@@ -5,7 +5,6 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import model
@@ -13,7 +12,7 @@ from api import schemas
 from api.deps import ExecutorDep, IdempotencyKey, JobDep, OwnerDep, SessionDep
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
-from api.pages import Cursor, Limit, page
+from api.pages import Cursor, Limit, owned_page
 from jobs import admission, lifecycle, results, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
@@ -118,10 +117,7 @@ def list_jobs(
     cursor: Cursor = None,
 ) -> schemas.Page[schemas.JobSummary]:
     """The owner's jobs, newest first; pass next_cursor to get the next page."""
-    query = select(tables.Job).where(tables.Job.owner == owner)
-    if status is not None:
-        query = query.where(tables.Job.status == status)
-    return page(session, query, tables.Job, limit, cursor, job_summary)
+    return owned_page(session, tables.Job, owner, status, limit, cursor, job_summary)
 
 
 @router.get("/{job_id}")

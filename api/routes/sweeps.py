@@ -3,13 +3,12 @@
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from sqlalchemy import select
 
 from api import schemas
 from api.deps import ExecutorDep, IdempotencyKey, OwnerDep, SessionDep, SweepDep
 from api.errors import error
 from api.jsonbody import JSONRoute
-from api.pages import Cursor, Limit, page
+from api.pages import Cursor, Limit, owned_page
 from api.routes.jobs import (
     CREATED_BEFORE,
     QUEUE_DOWN,
@@ -88,10 +87,7 @@ def list_sweeps(
     owner: OwnerDep, session: SessionDep, status: Status | None = None, limit: Limit = 20, cursor: Cursor = None
 ) -> schemas.Page[schemas.SweepSummary]:
     """The owner's sweeps, newest first; pass next_cursor to get the next page."""
-    query = select(tables.Sweep).where(tables.Sweep.owner == owner)
-    if status is not None:
-        query = query.where(tables.Sweep.status == status)
-    return page(session, query, tables.Sweep, limit, cursor, sweep_summary)
+    return owned_page(session, tables.Sweep, owner, status, limit, cursor, sweep_summary)
 
 
 @router.get("/{sweep_id}")

@@ -202,17 +202,21 @@ def test_a_cancel_stops_a_running_job_within_a_second_and_keeps_its_partial_resu
     assert len(history(job_id)[1]) == row.result["epochs_completed"]
 
 
+def take_over(table: type[Job] | type[SweepChunk], run_id: str) -> None:
+    """The lease ran out (one transaction with the reap, so attempt 1 cannot extend it in
+    between): the reaper queues the run again and attempt 2 claims it."""
+    with new_session() as s:
+        expired = utcnow() - timedelta(seconds=1)
+        s.execute(update(table).where(table.id == run_id).values(lease_expires_at=expired))
+        assert lifecycle.reap(session=s, max_attempts=3) == [(run_id, "cpu")]
+        assert lifecycle.claim(session=s, run_id=run_id, lease_seconds=30) == 2
+
+
 def test_a_run_whose_lease_was_taken_over_writes_nothing_at_its_end() -> None:
     job_id = submit_job(points(1000), resolved(**LONG), max_runtime_seconds=GUARD_SECONDS)
     with ThreadPoolExecutor(1) as pool:
         future = run_in_thread(pool, job_id)
-        with new_session() as s:
-            # The lease ran out (one transaction with the reap, so attempt 1 cannot extend it
-            # in between): the reaper queues the job again and attempt 2 claims it.
-            expired = utcnow() - timedelta(seconds=1)
-            s.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=expired))
-            assert lifecycle.reap(session=s, max_attempts=3) == [(job_id, "cpu")]
-            assert lifecycle.claim(session=s, run_id=job_id, lease_seconds=30) == 2
+        take_over(Job, job_id)
         taken = time.monotonic()
         future.result(timeout=GUARD_SECONDS)
         assert time.monotonic() - taken < 1.0  # attempt 1 learned it at its next heartbeat and stopped
@@ -451,11 +455,7 @@ def test_a_chunk_whose_lease_was_taken_over_writes_nothing_at_its_end() -> None:
     sweep_id, (chunk_id,) = submit_sweep(points(1000), resolved(**LONG_BASE), SHORT_AND_LONG, 1024, GUARD_SECONDS)
     with ThreadPoolExecutor(1) as pool:
         future = run_in_thread(pool, chunk_id)
-        with new_session() as s:
-            expired = utcnow() - timedelta(seconds=1)
-            s.execute(update(SweepChunk).where(SweepChunk.id == chunk_id).values(lease_expires_at=expired))
-            assert lifecycle.reap(session=s, max_attempts=3) == [(chunk_id, "cpu")]
-            assert lifecycle.claim(session=s, run_id=chunk_id, lease_seconds=30) == 2
+        take_over(SweepChunk, chunk_id)
         taken = time.monotonic()
         future.result(timeout=GUARD_SECONDS)
         assert time.monotonic() - taken < 1.0
