@@ -73,7 +73,9 @@ class CpuEngine:
         if parts <= 1:  # a single job trains in the caller's thread
             self._run(running, epochs)
             return
-        for done in [_threads().submit(self._run, running[i::parts], epochs) for i in range(parts)]:
+        for done in [
+            _threads().submit(self._run, np.ascontiguousarray(running[i::parts]), epochs) for i in range(parts)
+        ]:
             done.result()
 
 
