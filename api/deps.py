@@ -1,8 +1,8 @@
 """Dependencies of the routes: a database session, the key's owner, owned objects, the executor.
 
-Every /v1 route takes OwnerDep, JobDep or DatasetDep: each counts the request against its key's
-rate limit and authenticates the key; JobDep and DatasetDep fetch the object in the same query
-that checks the key. They are async, and read SQLite on the event loop (see _read): reading a
+Every /v1 route takes OwnerDep, JobDep, SweepDep or DatasetDep: each counts the request against
+its key's rate limit and authenticates the key; the object dependencies fetch the object in the
+same query that checks the key. They are async, and read SQLite on the event loop (see _read): reading a
 job is the hottest request, and a hop to a worker thread would cost it more than all its work."""
 
 from collections.abc import AsyncIterator, Callable

@@ -230,8 +230,8 @@ def _check_values(key: str, values: list[Any]) -> list[Any]:
 
 
 class Random(Strict):
-    """n trials drawn from seed: NAME: {min, max, log} for learning_rate, batch_size, epochs,
-    seed; NAME_values: [...] for any sweepable name."""
+    """n trials drawn from seed: NAME: {min, max, log} for learning_rate (log-uniform with log),
+    batch_size, epochs (uniform integers); NAME_values: [...] for any sweepable name."""
 
     trials: Annotated[int, Field(ge=1)]
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
@@ -254,6 +254,8 @@ class Random(Strict):
                 first = exc.errors()[0]
                 where = "".join(f"{part}: " for part in first["loc"])
                 raise ValueError(f"{key}: {where}{first['msg'].removeprefix('Value error, ')}") from None
+            if bounds.log and RANGES[key] is int:
+                raise ValueError(f"{key}: integers are drawn uniformly; log is for learning_rate")
             for bound in (bounds.min, bounds.max):
                 value = int(bound) if RANGES[key] is int and bound == int(bound) else bound
                 if RANGES[key] is int and value > 2**63 - 1:

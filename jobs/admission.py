@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 import model
 from jobs import datasets, lifecycle
 from jobs.errors import InvalidInput, QueueUnavailable
-from jobs.hyperparameters import config_from, grid_size, grid_trials, random_trials
+from jobs.hyperparameters import config_from, default_objective, grid_size, trials
 from jobs.settings import Settings
 from jobs.status import Status
 from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
@@ -65,7 +65,7 @@ def _dataset(session: Session, request: Request, settings: Settings) -> tuple[in
     return stored.n_points, stored.id, None
 
 
-def _check_base(request: Request, settings: Settings, has_cuda: bool) -> None:
+def _check_base(request: Request, has_cuda: bool) -> None:
     if request.hyperparameters["device"] == "cuda" and not has_cuda:
         raise InvalidInput((*HP, "device"), "no worker of this service has a CUDA device")
 
@@ -106,7 +106,7 @@ def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]
 
 def admit_job(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
     """The job row (and inline dataset) of a job request, or InvalidInput / NotFound."""
-    _check_base(request, settings, has_cuda)
+    _check_base(request, has_cuda)
     n_points, dataset_id, inline = _dataset(session, request, settings)
     work = _check_trial(request.hyperparameters, n_points, settings, HP)
     if work > settings.max_work:
@@ -131,15 +131,29 @@ def _trials(request: Request, settings: Settings) -> list[dict[str, Any]]:
         count, where = request.random["trials"], ("body", "random", "trials")
     if count > settings.max_trials:
         raise InvalidInput(where, f"{count} trials is over the limit of {settings.max_trials}")
-    return list(grid_trials(request.grid) if request.grid is not None else random_trials(request.random or {}))
+    return trials(request.grid, request.random)
+
+
+def chunk_spans(epochs: list[int], settings: Settings) -> list[tuple[int, int]]:
+    """Consecutive trial ranges [lo, hi): at most sweep_chunk_trials trials each, and at most
+    max_chunk_history loss entries (trials x the longest run), which the engine holds in memory."""
+    spans: list[tuple[int, int]] = []
+    lo, longest = 0, 0
+    for k, e in enumerate(epochs):
+        longest = max(longest, e)
+        if k > lo and (k - lo >= settings.sweep_chunk_trials or (k - lo + 1) * longest > settings.max_chunk_history):
+            spans.append((lo, k))
+            lo, longest = k, e
+    spans.append((lo, len(epochs)))
+    return spans
 
 
 def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
     """The sweep row with its chunks and trials (and inline dataset), or InvalidInput / NotFound."""
-    _check_base(request, settings, has_cuda)
+    _check_base(request, has_cuda)
     n_points, dataset_id, inline = _dataset(session, request, settings)
     base = request.hyperparameters
-    objective = request.objective or ("final_validation_loss" if base["validation_fraction"] > 0 else "final_loss")
+    objective = request.objective or default_objective(base)
     if objective == "final_validation_loss" and base["validation_fraction"] == 0:
         raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
     resolved = [{**base, **varied} for varied in _trials(request, settings)]
@@ -154,20 +168,19 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
         trials_total=len(resolved),
         epochs_total=sum(hp["epochs"] for hp in resolved),
     )
-    size = settings.sweep_chunk_trials
     chunks = [
         SweepChunk(
             id=lifecycle.new_id("swc"),
             sweep_id=sweep.id,
             lo=lo,
-            hi=min(lo + size, len(resolved)),
+            hi=hi,
             status=Status.QUEUED,
             max_runtime_seconds=request.max_runtime_seconds,
             attempts=0,
             cancel_requested=False,
             epochs_completed=0,
         )
-        for lo in range(0, len(resolved), size)
+        for lo, hi in chunk_spans([hp["epochs"] for hp in resolved], settings)
     ]
     trials = [
         Trial(sweep_id=sweep.id, index=k, hyperparameters=hp, status=Status.QUEUED) for k, hp in enumerate(resolved)

@@ -14,7 +14,7 @@ class IdempotencyMismatch(Exception):
 
 
 class QuotaExceeded(Exception):
-    """The owner has as many active jobs as allowed."""
+    """The owner has as many active jobs and sweeps as allowed."""
 
 
 class InvalidInput(Exception):

@@ -25,7 +25,8 @@ SWEEPABLE = (
     "early_stopping",
 )
 # What a random sweep can draw from a {"min", "max", "log"} range (the rest from a NAME_values list).
-RANGES = {"learning_rate": float, "batch_size": int, "epochs": int, "seed": int}
+# (Seeds come from seed_values: "seed" itself is the draws' own seed.)
+RANGES = {"learning_rate": float, "batch_size": int, "epochs": int}
 
 
 def config_from(hyperparameters: dict[str, Any]) -> model.TrainConfig:
@@ -33,6 +34,16 @@ def config_from(hyperparameters: dict[str, Any]) -> model.TrainConfig:
     hp = dict(hyperparameters)
     stopping = hp.pop("early_stopping", None)
     return model.TrainConfig(**hp, early_stopping=model.EarlyStopping(**stopping) if stopping else None)
+
+
+def default_objective(base: dict[str, Any]) -> str:
+    """The validation loss where there is a split, else the training loss."""
+    return "final_validation_loss" if base["validation_fraction"] > 0 else "final_loss"
+
+
+def trials(grid: dict[str, list[Any]] | None, random: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each trial's varied values, in trial-index order: the grid's product or the random draws."""
+    return list(grid_trials(grid) if grid is not None else random_trials(random or {}))
 
 
 def grid_size(grid: dict[str, list[Any]]) -> int:

@@ -145,6 +145,7 @@ def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
     failed = session.execute(
         chunks.with_only_columns(SweepChunk.error_code, SweepChunk.error_message)
         .where(SweepChunk.status == Status.FAILED)
+        .order_by(SweepChunk.lo)
         .limit(1)
     ).first()
     cancelled = session.scalar(select(exists(chunks.where(SweepChunk.status == Status.CANCELLED))))

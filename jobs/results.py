@@ -88,7 +88,7 @@ def read_history(
 
     def cut(column: Any) -> Any:
         # substr counts bytes from 1 on SQLite and PostgreSQL alike.
-        length = (stop - start) * 8 if stop is not None else func.length(column)
+        length = max(0, stop - start) * 8 if stop is not None else func.length(column)
         return func.substr(column, start * 8 + 1, length)
 
     row = session.execute(

@@ -13,8 +13,8 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///tinytrain.db", description="SQLAlchemy URL of the job database.")
     executor: Literal["local", "celery"] = Field("local", description="local: a process pool in serve; celery.")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the Celery broker.")
-    lease_seconds: float = Field(30.0, gt=0, description="A running job not heard from this long is re-run.")
-    max_attempts: int = Field(3, ge=1, description="Runs of a job before it fails with worker_lost.")
+    lease_seconds: float = Field(30.0, gt=0, description="A running job or chunk not heard from this long is re-run.")
+    max_attempts: int = Field(3, ge=1, description="Runs of a job or chunk before it fails with worker_lost.")
     local_workers: int = Field(2, ge=1, description="Processes of the local executor's pool.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     max_points: int = Field(10_000_000, ge=1, description="Most points in one dataset.")
@@ -24,6 +24,9 @@ class Settings(BaseSettings):
         10**11, ge=1, description="Most points x epochs of one job (of a sweep: summed over its trials)."
     )
     max_trials: int = Field(10_000, ge=1, description="Most trials of one sweep.")
+    max_chunk_history: int = Field(
+        10**7, ge=1, description="Most loss-history entries (trials x longest run) of one chunk, held in memory."
+    )
     sweep_chunk_trials: int = Field(
         1024, ge=1, description="Trials per chunk of a sweep: one engine call, claimed by one worker."
     )

@@ -12,4 +12,3 @@ class Status(StrEnum):
 
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
-ENDED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)

@@ -3,7 +3,19 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, deferred, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -108,7 +120,7 @@ class Sweep(Requested, Base):
     random: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     objective: Mapped[str] = mapped_column(String(32))
     trials_total: Mapped[int] = mapped_column(Integer)
-    epochs_total: Mapped[int] = mapped_column(Integer)  # summed over the trials
+    epochs_total: Mapped[int] = mapped_column(BigInteger)  # summed over the trials: may pass 2**31
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

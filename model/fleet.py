@@ -4,8 +4,9 @@ Everything random is drawn here, on the CPU, before any engine runs, so every en
 device starts a trial from the same numbers:
 - the validation split depends only on n and validation_fraction (one split for all the
   trials of a sweep, and for every seed of a job);
-- each trial's seed draws, from numpy's PCG64 generator, its initial parameters (unless given)
-  and then the 64-bit key of its batch order (order.py).
+- each trial's seed draws, from numpy's PCG64 generator, its initial parameters (replaced by
+  initial_parameters where given, after the draw, so a seed keeps its batch order) and then
+  the 64-bit key of its batch order (order.py).
 """
 
 import math

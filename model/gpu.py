@@ -241,7 +241,7 @@ def _fleet_kernel(
     WALK: tl.constexpr,  # n is not a power of two: the order needs cycle walking
     FAST: tl.constexpr,  # float32 on a GPU: the sigmoid's exp and reciprocal in single instructions
 ):
-    """kernels._train_trial for trial trials[program_id], up to max_epochs whole epochs."""
+    """kernels.run_trials for trial trials[program_id], up to max_epochs whole epochs."""
     k = tl.load(trials_ptr + tl.program_id(0)).to(tl.int64)
     dtype = xy_ptr.dtype.element_ty
     lr = tl.load(lr_ptr + k).to(dtype)

@@ -68,7 +68,7 @@ def position(i, n, bits, keys):
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def permutation(n, seed, epoch):
-    """The whole order of an epoch, as int64 point indices (for tests and the CPU engine)."""
+    """The whole order of an epoch, as int64 point indices (what the tests check)."""
     keys = np.empty(2 * ROUNDS, dtype=np.uint64)
     epoch_keys(seed, epoch, keys)
     bits = domain_bits(n)

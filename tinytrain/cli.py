@@ -16,7 +16,7 @@ import model
 from api import schemas
 from jobs import keys, migrate
 from jobs.db import session_scope
-from jobs.hyperparameters import config_from, grid_trials, random_trials
+from jobs.hyperparameters import config_from, default_objective, trials
 from jobs.results import trial_outcome
 from jobs.settings import Settings, get_settings
 from model.config import Device, Dtype
@@ -116,7 +116,8 @@ def train(
         return
     for name, value in result.parameters.items():
         typer.echo(f"{name:>4} = {value:.10g}")
-    typer.echo(f"final loss = {result.final_loss:.10g} after {result.epochs_completed} epochs ({result.device})")
+    final = f"{result.final_loss:.10g}" if result.final_loss is not None else "not finite"
+    typer.echo(f"final loss = {final} after {result.epochs_completed} epochs ({result.device})")
     if result.diverged:
         typer.echo("the loss became non-finite: these are the last finite parameters", err=True)
         raise typer.Exit(1)
@@ -185,9 +186,9 @@ def sweep(
             }
         )
         draws = request.random.model_dump() if request.random is not None else None
-        varied = list(grid_trials(request.grid) if request.grid is not None else random_trials(draws or {}))
+        varied = trials(request.grid, draws)
         hps = [{**base, **v} for v in varied]
-        goal = request.objective or ("final_validation_loss" if base["validation_fraction"] > 0 else "final_loss")
+        goal = request.objective or default_objective(base)
         total = sum(hp["epochs"] for hp in hps)
         with tqdm(total=total, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
 
@@ -197,14 +198,14 @@ def sweep(
             results = model.train_fleet(x, y, [config_from(hp) for hp in hps], on_progress=on_progress)
     except BAD_INPUT as exc:
         _fail(exc)
-    trials = [_trial(k, hp, result, goal) for k, (hp, result) in enumerate(zip(hps, results, strict=True))]
-    ranked = sorted((t for t in trials if t.objective is not None), key=lambda t: (t.objective, t.index))
+    outcomes = [_trial(k, hp, result, goal) for k, (hp, result) in enumerate(zip(hps, results, strict=True))]
+    ranked = sorted((t for t in outcomes if t.objective is not None), key=lambda t: (t.objective, t.index))
     best = ranked[0] if ranked else None
     if as_json:
         typer.echo(
             json.dumps(
                 {
-                    "trials": [t.model_dump(mode="json") for t in trials],
+                    "trials": [t.model_dump(mode="json") for t in outcomes],
                     "best": best.model_dump(mode="json") if best else None,
                 }
             )
@@ -212,7 +213,7 @@ def sweep(
         return
     names = list(varied[0]) if varied else []
     typer.echo(f"{'index':>5}  " + "  ".join(f"{n:>14}" for n in names) + f"  {goal:>22}  {'status':>9}")
-    for t in ranked[:top] + [t for t in trials if t.objective is None][: max(0, top - len(ranked))]:
+    for t in ranked[:top] + [t for t in outcomes if t.objective is None][: max(0, top - len(ranked))]:
         values = "  ".join(f"{json.dumps(t.hyperparameters[n]):>14}" for n in names)
         score = f"{t.objective:.10g}" if t.objective is not None else "-"
         typer.echo(f"{t.index:>5}  {values}  {score:>22}  {t.status:>9}")

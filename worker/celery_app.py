@@ -51,9 +51,9 @@ def make_app(settings: Settings) -> Celery:
 
 
 class CeleryExecutor:
-    """Sends "run job X" to the queue of the job's device."""
+    """Sends "run X" (a job or a sweep's chunk) to the queue of its device."""
 
-    has_cuda = True  # a GPU worker may join at any time; device=cuda jobs wait in queue gpu
+    has_cuda = True  # a GPU worker may join at any time; device=cuda runs wait in queue gpu
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

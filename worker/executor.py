@@ -1,4 +1,4 @@
-"""What `serve` dispatches jobs through: the local process pool or Celery (TINYTRAIN_EXECUTOR)."""
+"""What `serve` dispatches runs (jobs, sweep chunks) through: the local pool or Celery (TINYTRAIN_EXECUTOR)."""
 
 from typing import Protocol
 
@@ -6,10 +6,10 @@ from jobs.settings import Settings
 
 
 class Executor(Protocol):
-    has_cuda: bool  # whether a worker can take device=cuda jobs (local: known; Celery: assumed)
+    has_cuda: bool  # whether a worker can take device=cuda runs (local: known; Celery: assumed)
 
     def start(self) -> None: ...
-    def dispatch(self, job_id: str, queue: str) -> None: ...
+    def dispatch(self, run_id: str, queue: str) -> None: ...
     def ready(self) -> bool: ...
     def shutdown(self) -> None: ...
 

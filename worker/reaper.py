@@ -1,4 +1,4 @@
-"""The reaper: finds running jobs whose lease expired and queues them again (or fails them)."""
+"""The reaper: finds running jobs and sweep chunks whose lease expired and queues them again (or fails them)."""
 
 import logging
 import threading
@@ -15,8 +15,8 @@ def reap_once(dispatch: Callable[[str, str], None]) -> None:
     """One pass: expired leases are re-run (dispatched again) or failed after max attempts."""
     with session_scope() as session:
         requeued = lifecycle.reap(session=session, max_attempts=get_settings().max_attempts)
-    for job_id, queue in requeued:
-        dispatch(job_id, queue)
+    for run_id, queue in requeued:
+        dispatch(run_id, queue)
 
 
 class Reaper(threading.Thread):

@@ -58,7 +58,7 @@ class Progress:
             self.reason = "lost" if cancel is None else "cancelled"
 
     def should_stop(self) -> bool:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.reason is None and self.deadline is not None and time.monotonic() >= self.deadline:
             self.reason = "timeout"
         return self.reason is not None
 
@@ -128,12 +128,13 @@ def _run_job(job_id: str) -> None:
             else:
                 session.rollback()
 
-    def on_epoch(epoch: int, loss: float) -> None:
-        progress.beat(epochs_completed=epoch, last_loss=loss)
+    def on_progress(fleet: Fleet) -> None:  # once per engine call, not per epoch
+        done = int(fleet.epochs_completed()[0])
+        progress.beat(epochs_completed=done, last_loss=float(fleet.losses[0, done - 1]) if done else None)
 
     def train(points: datasets.Points) -> model.TrainResult:
         config = config_from(hyperparameters)
-        return model.train(*points, config, on_epoch=on_epoch, should_stop=progress.should_stop)
+        return model.train_fleet(*points, [config], on_progress=on_progress, should_stop=progress.should_stop)[0]
 
     result: model.TrainResult | None = _train(job_id, dataset_id, finish, train)
     if result is None:
@@ -164,11 +165,8 @@ def _run_chunk(chunk_id: str) -> None:
 
     def finish(status: Status, fleet: list[model.TrainResult] | None = None, **error: str) -> None:
         with session_scope() as session:
-            if fleet is not None:
-                _store_trials(session, sweep_id, lo, fleet, objective, (status, error))
-            else:
-                session.execute(update(Trial).where(in_chunk).values(status=status, **error))
-            done = lifecycle.finish(
+            # The chunk's row first, as claim, reap and cancel lock it: the same lock order everywhere.
+            if not lifecycle.finish(
                 session=session,
                 run_id=chunk_id,
                 attempt=attempt,
@@ -176,9 +174,12 @@ def _run_chunk(chunk_id: str) -> None:
                 device=fleet[0].device if fleet else None,
                 epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
                 **error,
-            )
-            if not done:
+            ):
                 session.rollback()
+            elif fleet is not None:
+                _store_trials(session, sweep_id, lo, fleet, objective, (status, error))
+            else:
+                session.execute(update(Trial).where(in_chunk).values(status=status, **error))
 
     def on_progress(fleet: Fleet) -> None:
         progress.beat(epochs_completed=int(fleet.epochs_completed().sum()))

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
 # A slice of a result's epochs (from 0, stop excluded), or at most max_points of them.
 Start = Annotated[int, Query(ge=0, le=2**31, description="The first epoch of the slice, counting from 0.")]
-Stop = Annotated[int | None, Query(ge=1, le=2**31, description="The epoch after the slice's last (> start).")]
+Stop = Annotated[int | None, Query(ge=1, le=2**31, description="The epoch after the slice's last (empty if <= start).")]
 MaxPoints = Annotated[int | None, Query(ge=2, le=1_000_000, description="At most this many entries, evenly spaced.")]
 
 
@@ -148,8 +148,10 @@ def full_result(
     max_points: int | None,
 ) -> schemas.Result:
     """The Result with the histories of epochs [start, stop), at most max_points of them."""
-    if stop is not None and stop <= start:
-        raise invalid(("query", "stop"), f"stop {stop} must be greater than start {start}")
+    # No history is longer than max_epochs: clamping changes no answer and keeps the byte
+    # offsets the database computes within its integer type.
+    longest = min(get_settings().max_epochs, 2**27)
+    start, stop = min(start, longest), min(stop, longest) if stop is not None else None
     epochs, loss, val = results.read_history(session, run_id, trial, start, stop, max_points)
     sliced = start > 0 or stop is not None or max_points is not None
     return schemas.Result(

@@ -40,6 +40,8 @@ def test_readme_flow_trains_a_job_and_returns_seven_parameters(make_server: Call
         few = c.get(f"/v1/jobs/{job_id}/result", params={"max_points": 5}).json()
         assert few["epochs"][0] == 1 and few["epochs"][-1] == 200 and len(few["loss_history"]) == 5
         assert few["loss_history"][-1] == result["final_loss"]
+        beyond = c.get(f"/v1/jobs/{job_id}/result", params={"start": 2**31, "stop": 5}).json()
+        assert beyond["loss_history"] == [] and beyond["epochs"] == []  # a slice as Python's, never a 500
         assert result["final_loss"] < result["initial_loss"]
         y = c.post(f"/v1/jobs/{job_id}/predict", json={"x": [-2.0, 2.0]}).json()["y"]
         assert y[0] < 0 < y[1]

@@ -67,7 +67,7 @@ def upgrade() -> None:
         sa.Column("objective", sa.String(length=32), nullable=False),
         sa.Column("max_runtime_seconds", sa.Float(), nullable=True),
         sa.Column("trials_total", sa.Integer(), nullable=False),
-        sa.Column("epochs_total", sa.Integer(), nullable=False),
+        sa.Column("epochs_total", sa.BigInteger(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=True),
         sa.Column("finished_at", sa.DateTime(), nullable=True),
