@@ -53,16 +53,27 @@ def best(session: Session, sweep_id: str) -> Trial | None:
 
 
 def trials_page(
-    session: Session, sweep_id: str, order_by: str, limit: int, offset: int
+    session: Session, sweep_id: str, order_by: str, limit: int, after: int | None
 ) -> tuple[list[Trial], int | None]:
-    """A page of trials from offset on, and the next page's offset (None at the end)."""
-    query = (
-        _ranked(sweep_id)
-        if order_by == "objective"
-        else select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.index)
-    )
-    rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
-    return rows[:limit], offset + limit if len(rows) > limit else None
+    """A page of trials that come after trial `after` in this order (from the start when None),
+    and the index to pass as `after` for the next page (None at the end).
+
+    Keyset, not offset: a trial that finishes while a client pages through the leaderboard moves
+    into the ranked part but never makes another row appear twice or not at all."""
+    if order_by == "index":
+        query = select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.index)
+        if after is not None:
+            query = query.where(Trial.index > after)
+    else:
+        query = _ranked(sweep_id)
+        last = session.get(Trial, (sweep_id, after)) if after is not None else None
+        if last is not None and last.objective is None:
+            query = query.where(Trial.objective.is_(None), Trial.index > last.index)
+        elif last is not None:
+            later = (Trial.objective == last.objective) & (Trial.index > last.index)
+            query = query.where(Trial.objective.is_(None) | (Trial.objective > last.objective) | later)
+    rows = list(session.scalars(query.limit(limit + 1)))
+    return rows[:limit], rows[limit - 1].index if len(rows) > limit else None
 
 
 def trial(session: Session, sweep_id: str, index: int) -> Trial:

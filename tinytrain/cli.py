@@ -190,7 +190,9 @@ def sweep(
         hps = [{**base, **v} for v in varied]
         goal = request.objective or default_objective(base)
         total = sum(hp["epochs"] for hp in hps)
-        with tqdm(total=total, unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
+        with tqdm(
+            total=total, desc=f"{len(hps)} trials", unit="epoch", disable=as_json or not sys.stderr.isatty()
+        ) as bar:
 
             def on_progress(fleet: Fleet) -> None:
                 bar.update(int(fleet.epochs_completed().sum()) - bar.n)

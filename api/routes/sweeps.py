@@ -118,7 +118,8 @@ def list_trials(
     cursor: Cursor = None,
 ) -> schemas.Page[schemas.Trial]:
     """The sweep's trials without histories: by index, or best objective first (the leaderboard)."""
-    rows, following = sweeps.trials_page(session, sweep.id, order_by, limit, int(cursor[1:]) if cursor else 0)
+    after = int(cursor[1:]) if cursor else None  # the index of the last trial of the previous page
+    rows, following = sweeps.trials_page(session, sweep.id, order_by, limit, after)
     return schemas.Page[schemas.Trial](
         items=[trial_out(t) for t in rows], next_cursor=f"c{following}" if following is not None else None
     )

@@ -560,9 +560,9 @@ def test_a_10000_trial_sweep_reads_in_under_100_ms(make_server: Callable[..., Se
         sweep_path = f"/v1/sweeps/{sweep['id']}"
         sweep_ms = median_ms(sweep_path)
         board_ms = median_ms(f"{sweep_path}/trials", order_by="objective", limit=20)
-        last_ms = median_ms(f"{sweep_path}/trials", order_by="index", limit=20, cursor="c9980")
+        last_ms = median_ms(f"{sweep_path}/trials", order_by="index", limit=20, cursor="c9979")
         board = c.get(f"{sweep_path}/trials", params={"order_by": "objective", "limit": 20}).json()
-        last = c.get(f"{sweep_path}/trials", params={"limit": 20, "cursor": "c9980"}).json()
+        last = c.get(f"{sweep_path}/trials", params={"limit": 20, "cursor": "c9979"}).json()
     print(
         f"\n10,000 trials ({database_url.split(':')[0]}): POST {post_s:.2f} s, done after {ran_s:.2f} s; "
         f"GET sweep {sweep_ms:.1f} ms, leaderboard {board_ms:.1f} ms, last page {last_ms:.1f} ms (medians of 9)"
