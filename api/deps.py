@@ -5,15 +5,17 @@ its key's rate limit and authenticates the key; the object dependencies fetch th
 same query that checks the key. They are async, and read SQLite on the event loop (see _read): reading a
 job is the hottest request, and a hop to a worker thread would cost it more than all its work."""
 
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, ParamSpec, TypeVar
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.ratelimit import RateLimit
+from api.schemas import ID_PATTERNS
 from jobs import keys, reads
 from jobs.db import get_engine, new_session
 from jobs.errors import NotFound
@@ -74,25 +76,62 @@ async def current_owner(request: Request, credentials: Credentials) -> str:
     return owner
 
 
+_PREFIXES = {Job: "job", Dataset: "ds", Sweep: "sw"}
+_KINDS = {"job": "job", "ds": "dataset", "sw": "sweep"}
+_ID_RES = {prefix: re.compile(pattern) for prefix, pattern in ID_PATTERNS.items()}
+
+
+def _path_id(prefix: str) -> object:
+    """A path id's documentation: a 404, not a 422, answers one of another shape, as any unknown id."""
+    kind = _KINDS[prefix]
+    return Path(
+        description=f"The {kind}'s id: `{prefix}_` and 24 lowercase hex digits. Any other id names no {kind} (404).",
+        examples=[f"{prefix}_0123456789abcdef01234567"],
+    )
+
+
+JobId = Annotated[str, _path_id("job")]
+DatasetId = Annotated[str, _path_id("ds")]
+SweepId = Annotated[str, _path_id("sw")]
+
+
+def well_formed(prefix: str, object_id: str) -> bool:
+    """Whether object_id has the shape of an id of prefix's type (job, ds, sw): only such can exist."""
+    return _ID_RES[prefix].fullmatch(object_id) is not None
+
+
+def not_found(prefix: str, object_id: str) -> NotFound:
+    shown = object_id if len(object_id) <= 64 else object_id[:64] + "..."
+    return NotFound(f"{_KINDS[prefix]} {shown} not found")
+
+
+def check_id(prefix: str, object_id: str) -> str:
+    """object_id, or a 404 without a query when it cannot name an object (a NUL byte, any other shape)."""
+    if not well_formed(prefix, object_id):
+        raise not_found(prefix, object_id)
+    return object_id
+
+
 def _owned(table: type[reads.Owned], object_id: str, key: str) -> reads.Owned:
     """The key owner's object; 401 for a bad key, 404 for no such object of this owner."""
-    found = reads.owned_by_key(table, object_id, key)
+    prefix = _PREFIXES[table]
+    found = reads.owned_by_key(table, object_id, key) if well_formed(prefix, object_id) else None
     if found is None and reads.owner_of(key) is None:
         raise _unauthorized()
     if found is None:
-        raise NotFound(f"{table.__tablename__.removesuffix('s')} {object_id} not found")  # jobs -> job
+        raise not_found(prefix, object_id)
     return found
 
 
-async def owned_job(job_id: str, request: Request, credentials: Credentials) -> Job:
+async def owned_job(job_id: JobId, request: Request, credentials: Credentials) -> Job:
     return await _read(_owned, Job, job_id, await _counted_key(request, credentials))
 
 
-async def owned_dataset(dataset_id: str, request: Request, credentials: Credentials) -> Dataset:
+async def owned_dataset(dataset_id: DatasetId, request: Request, credentials: Credentials) -> Dataset:
     return await _read(_owned, Dataset, dataset_id, await _counted_key(request, credentials))
 
 
-async def owned_sweep(sweep_id: str, request: Request, credentials: Credentials) -> Sweep:
+async def owned_sweep(sweep_id: SweepId, request: Request, credentials: Credentials) -> Sweep:
     return await _read(_owned, Sweep, sweep_id, await _counted_key(request, credentials))
 
 

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.routing import Route
 
 from api.schemas import ErrorOut
@@ -72,6 +72,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(405, _method_not_allowed)
     app.add_exception_handler(QuotaExceeded, _status(429))
     app.add_exception_handler(OperationalError, _unavailable)
+    app.add_exception_handler(InterfaceError, _unavailable)  # a connection the database closed
+    app.add_exception_handler(DataError, _unstorable)
     app.add_exception_handler(InvalidInput, _invalid_input)
     app.add_exception_handler(QueueUnavailable, _status(503))
 
@@ -83,3 +85,9 @@ async def _invalid_input(request: Request, exc: Exception) -> Response:
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503)
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    # A value the database refuses (a NUL byte in PostgreSQL text): validation keeps them out;
+    # this is the net under it, never a 500. The driver's message may quote the value: not echoed.
+    return JSONResponse({"detail": "the request holds a value the database cannot store"}, status_code=400)

@@ -9,7 +9,12 @@ from jobs.hyperparameters import RANGES, SWEEPABLE
 from jobs.status import Status
 from model import TrainConfig
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# Printable text: a control character (a NUL byte above all, which PostgreSQL cannot store) is a 422.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
+# Every id is its type's prefix and 24 hex digits (jobs.lifecycle.new_id); an id of any other
+# shape names nothing and is answered 404 without a query (api/deps.py).
+ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{24}}$" for prefix in ("job", "ds", "sw")}
 DEFAULT = TrainConfig()
 
 
@@ -86,7 +91,8 @@ class Hyperparameters(Strict):
 class RunIn(Strict):
     """What a job and a sweep both ask: one dataset, stored or inline, and how to train on it."""
 
-    dataset_id: str | None = None
+    # Of any other shape than ds_ and 24 hex digits it names no dataset (404); control characters are a 422.
+    dataset_id: Annotated[str, Field(max_length=200, pattern=NO_CONTROL_CHARACTERS)] | None = None
     dataset: Points | None = None
     hyperparameters: Hyperparameters = Hyperparameters()
     max_runtime_seconds: Annotated[float, Field(gt=0)] | None = None

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Select, bindparam, select
+from sqlalchemy.exc import DBAPIError
 
 from jobs.db import get_engine
 from jobs.keys import digest
@@ -50,16 +51,35 @@ def _compiled(statement: AnySelect, dialect: Dialect) -> _Compiled:
 
 
 def fetch_one(statement: AnySelect, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The first row of a SELECT built once at import, as {column: value}, or None."""
-    dialect = get_engine().dialect
+    """The first row of a SELECT built once at import, as {column: value}, or None.
+
+    The driver's errors come out wrapped as SQLAlchemy's execution layer would wrap them (a
+    psycopg.OperationalError as sqlalchemy.exc.OperationalError, ...), so that the API answers
+    them as it answers the ORM's (503 for a database that is down); a connection the database
+    dropped is discarded, not given back to the pool."""
+    engine = get_engine()
+    dialect = engine.dialect
     plan = _compiled(statement, dialect)
     values = {name: process(params[name]) if process else params[name] for name, process in plan.binds.items()}
-    with closing(get_engine().raw_connection()) as conn:  # back to the pool, which ends the transaction
-        cursor = conn.cursor()
-        cursor.execute(plan.sql, tuple(values[name] for name in plan.order) if plan.order is not None else values)
-        row = cursor.fetchone()
-        description = cursor.description
-        cursor.close()
+    driver_error = dialect.loaded_dbapi.Error  # the DBAPI module's base class of its errors
+    try:
+        conn = engine.raw_connection()  # the pool's connect wraps its own errors, but not always
+    except driver_error as exc:
+        raise DBAPIError.instance(plan.sql, None, exc, driver_error, dialect=dialect) from exc
+    with closing(conn):  # back to the pool, which ends the transaction
+        try:
+            cursor = conn.cursor()
+            cursor.execute(plan.sql, tuple(values[name] for name in plan.order) if plan.order is not None else values)
+            row = cursor.fetchone()
+            description = cursor.description
+            cursor.close()
+        except driver_error as exc:
+            dropped = dialect.is_disconnect(exc, conn.dbapi_connection, None)
+            if dropped:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(
+                plan.sql, None, exc, driver_error, hide_parameters=True, connection_invalidated=dropped, dialect=dialect
+            ) from exc
     return plan.row(dialect, description, row) if row is not None else None
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 
 from api import schemas
-from api.deps import DatasetDep, IdempotencyKey, OwnerDep, SessionDep
+from api.deps import DatasetDep, DatasetId, IdempotencyKey, OwnerDep, SessionDep, check_id
 from api.errors import error, invalid
 from api.jsonbody import parse_json
 from api.pages import Cursor, Limit, page
@@ -121,7 +121,7 @@ async def get_dataset(dataset: DatasetDep) -> schemas.Dataset:
 
 
 @router.delete("/{dataset_id}", status_code=204, responses=error(409, "A queued or running job uses it."))
-def delete_dataset(dataset_id: str, owner: OwnerDep, session: SessionDep) -> Response:
+def delete_dataset(dataset_id: DatasetId, owner: OwnerDep, session: SessionDep) -> Response:
     """Delete a dataset; 409 while a queued or running job uses it."""
-    datasets.remove(session=session, owner=owner, dataset_id=dataset_id)
+    datasets.remove(session=session, owner=owner, dataset_id=check_id("ds", dataset_id))
     return Response(status_code=204)

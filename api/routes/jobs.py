@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 import model
 from api import schemas
-from api.deps import ExecutorDep, IdempotencyKey, JobDep, OwnerDep, SessionDep
+from api.deps import ExecutorDep, IdempotencyKey, JobDep, JobId, OwnerDep, SessionDep, check_id
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, owned_page
@@ -81,6 +81,8 @@ def submit(
     idempotency_key: str | None,
 ) -> tables.Job | tables.Sweep:
     """Admit and queue a job or a sweep: 202 when created, 200 for a retry of the same request."""
+    if body.dataset_id is not None:
+        check_id("ds", body.dataset_id)  # of another shape it names no dataset: 404 without a query
     settings = get_settings()
     request = submit_request(owner, body, idempotency_key)
     admit = admission.admit_sweep if isinstance(body, schemas.SweepIn) else admission.admit_job
@@ -127,9 +129,9 @@ async def get_job(job: JobDep) -> schemas.Job:
 
 
 @router.post("/{job_id}/cancel", status_code=202, responses=error(409, "The job has already finished."))
-def cancel_job(job_id: str, owner: OwnerDep, session: SessionDep) -> schemas.Job:
+def cancel_job(job_id: JobId, owner: OwnerDep, session: SessionDep) -> schemas.Job:
     """A queued job never starts; a running one stops within a second and ends cancelled."""
-    return job_out(lifecycle.cancel(session=session, owner=owner, job_id=job_id))
+    return job_out(lifecycle.cancel(session=session, owner=owner, job_id=check_id("job", job_id)))
 
 
 def _succeeded(job: tables.Job) -> dict[str, Any]:

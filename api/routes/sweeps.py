@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from api import schemas
-from api.deps import ExecutorDep, IdempotencyKey, OwnerDep, SessionDep, SweepDep
+from api.deps import ExecutorDep, IdempotencyKey, OwnerDep, SessionDep, SweepDep, SweepId, check_id
 from api.errors import error
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, owned_page
@@ -97,9 +97,9 @@ def get_sweep(sweep: SweepDep, session: SessionDep) -> schemas.Sweep:
 
 
 @router.post("/{sweep_id}/cancel", status_code=202, responses=error(409, "The sweep has already finished."))
-def cancel_sweep(sweep_id: str, owner: OwnerDep, session: SessionDep) -> schemas.Sweep:
+def cancel_sweep(sweep_id: SweepId, owner: OwnerDep, session: SessionDep) -> schemas.Sweep:
     """Queued trials never start; running ones stop within a second, keeping partial results."""
-    return sweep_out(session, lifecycle.cancel_sweep(session=session, owner=owner, sweep_id=sweep_id))
+    return sweep_out(session, lifecycle.cancel_sweep(session=session, owner=owner, sweep_id=check_id("sw", sweep_id)))
 
 
 @router.delete("/{sweep_id}", status_code=204, responses=error(409, "The sweep is queued or running."))
