@@ -1,17 +1,14 @@
 """Fixtures that start the real things: a `tinytrain serve` process, fresh databases."""
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from hypothesis import settings
 
+from tests.support.databases import fresh_database
 from tests.support.server import Server, server_env
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 # CI replays the same examples every run; on a developer's machine hypothesis explores afresh.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -20,23 +17,17 @@ if os.environ.get("CI"):
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres_url(tmp_path: Path) -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped afterwards."""
-    name = f"tinytrain_test_{secrets.token_hex(4)}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_database("postgresql", tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The store's tests run on both: a SQLite file and the real PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store.db'}"
-    else:
-        yield request.getfixturevalue("postgres_url")
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

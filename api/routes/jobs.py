@@ -1,11 +1,11 @@
 """/v1/jobs: submit, read, list, cancel, result, predict."""
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Depends, Query, Response
 
 import model
 from api import schemas
@@ -17,7 +17,6 @@ from jobs import admission, lifecycle, results, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
 from jobs.status import Status
-from worker.executor import Executor
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
@@ -72,40 +71,41 @@ CREATED_BEFORE = {"description": "What an earlier request with this Idempotency-
 QUEUE_DOWN = error(503, "The job queue is down; nothing was stored.")
 
 
-def submit(
-    body: schemas.JobIn | schemas.SweepIn,
-    owner: str,
-    session: Session,
-    executor: Executor,
-    response: Response,
-    idempotency_key: str | None,
-) -> tables.Job | tables.Sweep:
-    """Admit and queue a job or a sweep: 202 when created, 200 for a retry of the same request."""
-    if body.dataset_id is not None:
-        check_id("ds", body.dataset_id)  # of another shape it names no dataset: 404 without a query
-    settings = get_settings()
-    request = submit_request(owner, body, idempotency_key)
-    admit = admission.admit_sweep if isinstance(body, schemas.SweepIn) else admission.admit_job
-    admitted = admit(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
-    row, created = admission.enqueue(
-        session=session, admitted=admitted, max_active=settings.max_active_jobs_per_owner, dispatch=executor.dispatch
-    )
-    response.status_code = 202 if created else 200
-    response.headers["Location"] = f"/v1/{row.__tablename__}/{row.id}"
-    return row
+@dataclass
+class Submission:
+    """What a submit route takes besides its body: the key's owner, a session, the executor, the
+    response (its status and Location) and the Idempotency-Key."""
+
+    owner: OwnerDep
+    session: SessionDep
+    executor: ExecutorDep
+    response: Response
+    idempotency_key: IdempotencyKey = None
+
+    def submit(self, body: schemas.JobIn | schemas.SweepIn) -> tables.Job | tables.Sweep:
+        """Admit and queue a job or a sweep: 202 when created, 200 for a retry of the same request."""
+        if body.dataset_id is not None:
+            check_id("ds", body.dataset_id)  # of another shape it names no dataset: 404 without a query
+        settings, session, executor = get_settings(), self.session, self.executor
+        request = submit_request(self.owner, body, self.idempotency_key)
+        admit = admission.admit_sweep if isinstance(body, schemas.SweepIn) else admission.admit_job
+        admitted = admit(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
+        max_active = settings.max_active_jobs_per_owner
+        row, created = admission.enqueue(
+            session=session, admitted=admitted, max_active=max_active, dispatch=executor.dispatch
+        )
+        self.response.status_code = 202 if created else 200
+        self.response.headers["Location"] = f"/v1/{row.__tablename__}/{row.id}"
+        return row
+
+
+SubmissionDep = Annotated[Submission, Depends()]
 
 
 @router.post("", status_code=202, responses={200: {"model": schemas.Job, **CREATED_BEFORE}, **QUEUE_DOWN})
-def submit_job(
-    body: schemas.JobIn,
-    owner: OwnerDep,
-    session: SessionDep,
-    executor: ExecutorDep,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
-) -> schemas.Job:
+def submit_job(body: schemas.JobIn, submission: SubmissionDep) -> schemas.Job:
     """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset)."""
-    job = submit(body, owner, session, executor, response, idempotency_key)
+    job = submission.submit(body)
     assert isinstance(job, tables.Job)
     return job_out(job)
 

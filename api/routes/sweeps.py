@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from api import schemas
-from api.deps import ExecutorDep, IdempotencyKey, OwnerDep, SessionDep, SweepDep, SweepId, check_id
+from api.deps import OwnerDep, SessionDep, SweepDep, SweepId, check_id
 from api.errors import error
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, owned_page
@@ -15,10 +15,10 @@ from api.routes.jobs import (
     MaxPoints,
     Start,
     Stop,
+    SubmissionDep,
     full_result,
     predicted,
     run_fields,
-    submit,
 )
 from jobs import lifecycle, sweeps, tables
 from jobs.errors import Conflict
@@ -68,18 +68,11 @@ def trial_out(trial: tables.Trial) -> schemas.Trial:
 
 
 @router.post("", status_code=202, responses={200: {"model": schemas.Sweep, **CREATED_BEFORE}, **QUEUE_DOWN})
-def submit_sweep(
-    body: schemas.SweepIn,
-    owner: OwnerDep,
-    session: SessionDep,
-    executor: ExecutorDep,
-    response: Response,
-    idempotency_key: IdempotencyKey = None,
-) -> schemas.Sweep:
+def submit_sweep(body: schemas.SweepIn, submission: SubmissionDep) -> schemas.Sweep:
     """Train every combination of grid (or random draws) on one dataset, as one request."""
-    sweep = submit(body, owner, session, executor, response, idempotency_key)
+    sweep = submission.submit(body)
     assert isinstance(sweep, tables.Sweep)
-    return sweep_out(session, sweep)
+    return sweep_out(submission.session, sweep)
 
 
 @router.get("")

@@ -4,7 +4,6 @@ Against real `tinytrain serve` processes on both databases: PostgreSQL refuses a
 text (a DataError), and the hot reads (jobs/reads.py) run on the driver without SQLAlchemy's
 wrapping of its errors."""
 
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,8 +12,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import PG_ADMIN
 from tests.support.client import wait_for
+from tests.support.databases import PG_ADMIN, fresh_database
 from tests.support.server import Server, server_env
 
 POINTS = {"x": [0.0, 1.0, 2.0], "y": [1.0, 0.0, 1.0]}
@@ -36,19 +35,11 @@ def bad_ids(prefix: str) -> list[str]:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per database for the module's read-mostly tests."""
     tmp = tmp_path_factory.mktemp("hostile")
-    name = f"tinytrain_test_{secrets.token_hex(4)}"
-    url = None
-    if request.param == "postgresql":
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    started = Server(tmp, server_env(tmp, database_url=url))
-    started.start()
-    yield started
-    started.stop()
-    if request.param == "postgresql":
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_database(request.param, tmp) as url:
+        started = Server(tmp, server_env(tmp, database_url=url))
+        started.start()
+        yield started
+        started.stop()
 
 
 @pytest.fixture(scope="module")

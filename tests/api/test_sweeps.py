@@ -13,16 +13,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 
 from tests.support.client import assert_all_finite, wait_for
 from tests.support.data import sine_points
+from tests.support.databases import fresh_database
 from tests.support.server import Server, server_env
 
 ENDED = ("succeeded", "failed", "cancelled")
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 # The module's servers: small limits to provoke (100 trials; 2e9 point-epochs, one trial's 1e9 fits).
 LIMITS = {"max_trials": "100", "max_work": "2000000000"}
 LONG = {"learning_rate": 0.001, "batch_size": 1, "epochs": 100_000}  # minutes of training on 5,000 points
@@ -144,19 +143,11 @@ def run_rows(database_url: str, query: str, **params: str) -> list[Any]:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per database for the module's read-mostly tests, with LIMITS."""
     tmp = tmp_path_factory.mktemp("sweeps")
-    name = f"tinytrain_test_{secrets.token_hex(4)}"
-    url = f"sqlite:///{tmp / 'store.db'}"
-    if request.param == "postgresql":
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    started = Server(tmp, server_env(tmp, database_url=url, **LIMITS))
-    started.start()
-    yield started
-    started.stop()
-    if request.param == "postgresql":
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    with fresh_database(request.param, tmp) as url:
+        started = Server(tmp, server_env(tmp, database_url=url, **LIMITS))
+        started.start()
+        yield started
+        started.stop()
 
 
 @pytest.fixture(scope="module")

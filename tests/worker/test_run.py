@@ -137,6 +137,27 @@ def run_in_thread(pool: ThreadPoolExecutor, run_id: str) -> "Future[None]":
     return future
 
 
+def ends_within_a_second(run_id: str, act: Callable[[], object]) -> None:
+    """run(run_id) in a thread; once it trains, act() (a cancel, a take-over): the run must end
+    within a second, at its next heartbeat."""
+    with ThreadPoolExecutor(1) as pool:
+        future = run_in_thread(pool, run_id)
+        act()
+        acted = time.monotonic()
+        future.result(timeout=GUARD_SECONDS)
+        assert time.monotonic() - acted < 1.0
+
+
+def cancel_job(job_id: str) -> None:
+    with new_session() as s:
+        assert lifecycle.cancel(session=s, owner="ann", job_id=job_id).status == Status.RUNNING
+
+
+def cancel_sweep(sweep_id: str) -> None:
+    with new_session() as s:
+        assert lifecycle.cancel_sweep(session=s, owner="ann", sweep_id=sweep_id).status == Status.RUNNING
+
+
 def test_a_job_succeeds_and_stores_what_model_train_gives_alone() -> None:
     data = points(200, seed=1)
     hp = resolved(learning_rate=0.2, batch_size=16, epochs=40, seed=7, validation_fraction=0.2, dtype="float64")
@@ -189,13 +210,7 @@ def test_a_job_past_its_max_runtime_fails_with_timeout_and_keeps_its_partial_res
 
 def test_a_cancel_stops_a_running_job_within_a_second_and_keeps_its_partial_result() -> None:
     job_id = submit_job(points(1000), resolved(**LONG), max_runtime_seconds=GUARD_SECONDS)
-    with ThreadPoolExecutor(1) as pool:
-        future = run_in_thread(pool, job_id)
-        with new_session() as s:
-            assert lifecycle.cancel(session=s, owner="ann", job_id=job_id).status == Status.RUNNING
-        asked = time.monotonic()
-        future.result(timeout=GUARD_SECONDS)
-        assert time.monotonic() - asked < 1.0
+    ends_within_a_second(job_id, lambda: cancel_job(job_id))
     row = job_row(job_id)
     assert (row.status, row.error_code, row.cancel_requested) == (Status.CANCELLED, None, True)
     assert row.result is not None and row.result["epochs_completed"] >= 1
@@ -214,12 +229,7 @@ def take_over(table: type[Job] | type[SweepChunk], run_id: str) -> None:
 
 def test_a_run_whose_lease_was_taken_over_writes_nothing_at_its_end() -> None:
     job_id = submit_job(points(1000), resolved(**LONG), max_runtime_seconds=GUARD_SECONDS)
-    with ThreadPoolExecutor(1) as pool:
-        future = run_in_thread(pool, job_id)
-        take_over(Job, job_id)
-        taken = time.monotonic()
-        future.result(timeout=GUARD_SECONDS)
-        assert time.monotonic() - taken < 1.0  # attempt 1 learned it at its next heartbeat and stopped
+    ends_within_a_second(job_id, lambda: take_over(Job, job_id))  # attempt 1 learns it at its next heartbeat
     row = job_row(job_id)
     assert (row.status, row.attempts, row.result, row.error_code) == (Status.RUNNING, 2, None, None)
     assert row.finished_at is None and row.lease_expires_at is not None
@@ -407,19 +417,20 @@ def assert_partial(trial: Trial, sweep_id: str, status: Status, error_code: str 
     assert len(history(sweep_id, trial.index)[1]) == trial.result["epochs_completed"]
 
 
+def assert_chunk_and_sweep_ended(sweep_id: str, status: Status, error_code: str | None) -> None:
+    """The sweep's one chunk and the sweep itself ended with this status and error code."""
+    (chunk,), sweep = chunks_of(sweep_id), sweep_row(sweep_id)
+    assert (chunk.status, chunk.error_code) == (status, error_code)
+    assert (sweep.status, sweep.error_code) == (status, error_code)
+
+
 def test_a_chunk_past_its_max_runtime_fails_its_unfinished_trials_and_the_sweep_with_timeout() -> None:
     data = points(1000)
     sweep_id, (chunk_id,) = submit_sweep(data, resolved(**LONG_BASE), SHORT_AND_LONG, max_runtime_seconds=0.3)
     started = time.monotonic()
     run(chunk_id)
     assert time.monotonic() - started < 2.0
-    (chunk,), sweep = chunks_of(sweep_id), sweep_row(sweep_id)
-    assert (chunk.status, chunk.error_code, sweep.status, sweep.error_code) == (
-        Status.FAILED,
-        "timeout",
-        Status.FAILED,
-        "timeout",
-    )
+    assert_chunk_and_sweep_ended(sweep_id, Status.FAILED, "timeout")
     short, *long = trials_of(sweep_id)
     assert short.status == Status.SUCCEEDED
     assert_same_result(short.result, sweep_id, 0, model.train(*data, config_from(short.hyperparameters)))
@@ -430,20 +441,8 @@ def test_a_chunk_past_its_max_runtime_fails_its_unfinished_trials_and_the_sweep_
 def test_a_cancelled_sweep_stops_its_running_chunk_within_a_second_keeping_partial_results() -> None:
     data = points(1000)
     sweep_id, (chunk_id,) = submit_sweep(data, resolved(**LONG_BASE), SHORT_AND_LONG, max_runtime_seconds=GUARD_SECONDS)
-    with ThreadPoolExecutor(1) as pool:
-        future = run_in_thread(pool, chunk_id)
-        with new_session() as s:
-            assert lifecycle.cancel_sweep(session=s, owner="ann", sweep_id=sweep_id).status == Status.RUNNING
-        asked = time.monotonic()
-        future.result(timeout=GUARD_SECONDS)
-        assert time.monotonic() - asked < 1.0
-    (chunk,), sweep = chunks_of(sweep_id), sweep_row(sweep_id)
-    assert (chunk.status, chunk.error_code, sweep.status, sweep.error_code) == (
-        Status.CANCELLED,
-        None,
-        Status.CANCELLED,
-        None,
-    )
+    ends_within_a_second(chunk_id, lambda: cancel_sweep(sweep_id))
+    assert_chunk_and_sweep_ended(sweep_id, Status.CANCELLED, None)
     short, *long = trials_of(sweep_id)
     assert short.status == Status.SUCCEEDED
     assert_same_result(short.result, sweep_id, 0, model.train(*data, config_from(short.hyperparameters)))
@@ -453,12 +452,7 @@ def test_a_cancelled_sweep_stops_its_running_chunk_within_a_second_keeping_parti
 
 def test_a_chunk_whose_lease_was_taken_over_writes_nothing_at_its_end() -> None:
     sweep_id, (chunk_id,) = submit_sweep(points(1000), resolved(**LONG_BASE), SHORT_AND_LONG, 1024, GUARD_SECONDS)
-    with ThreadPoolExecutor(1) as pool:
-        future = run_in_thread(pool, chunk_id)
-        take_over(SweepChunk, chunk_id)
-        taken = time.monotonic()
-        future.result(timeout=GUARD_SECONDS)
-        assert time.monotonic() - taken < 1.0
+    ends_within_a_second(chunk_id, lambda: take_over(SweepChunk, chunk_id))
     (chunk,), sweep = chunks_of(sweep_id), sweep_row(sweep_id)
     assert (chunk.status, chunk.attempts, chunk.finished_at, sweep.status) == (Status.RUNNING, 2, None, Status.RUNNING)
     # Not even the short trial, which attempt 1 did finish: attempt 2 will write them all.
@@ -471,13 +465,7 @@ def test_a_chunk_whose_dataset_was_deleted_fails_its_trials_and_its_sweep() -> N
     with session_scope() as s:
         s.execute(delete(Dataset).where(Dataset.id == sweep_row(sweep_id).dataset_id))
     run(chunk_id)
-    (chunk,), sweep = chunks_of(sweep_id), sweep_row(sweep_id)
-    assert (chunk.status, chunk.error_code, sweep.status, sweep.error_code) == (
-        Status.FAILED,
-        "dataset_deleted",
-        Status.FAILED,
-        "dataset_deleted",
-    )
+    assert_chunk_and_sweep_ended(sweep_id, Status.FAILED, "dataset_deleted")
     assert [(t.status, t.error_code, t.result) for t in trials_of(sweep_id)] == [
         (Status.FAILED, "dataset_deleted", None)
     ] * 2
