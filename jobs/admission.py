@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
 import model
@@ -53,16 +54,40 @@ def request_hash(body_json: str) -> str:
 
 
 def _dataset(session: Session, request: Request, settings: Settings) -> tuple[int, str, Dataset | None]:
-    """(points, dataset id, the inline dataset row or None)."""
+    """(points, dataset id, the inline dataset row or None); InvalidInput if the points do not
+    fit the job's dtype."""
+    dtype = request.hyperparameters["dtype"]
     if request.points is not None:
         x, y = request.points
         if x.size > settings.max_points:
             raise InvalidInput(("body", "dataset", "x"), f"at most {settings.max_points} points")
+        for name, values in (("x", x), ("y", y)):
+            _check_range(dtype, name, float(np.abs(values).max(initial=0.0)), ("body", "dataset", name), "")
         inline = datasets.build(owner=request.owner, x=x, y=y, name=request.name)
         return inline.n_points, inline.id, inline
     assert request.dataset_id is not None
     stored = datasets.get(session=session, owner=request.owner, dataset_id=request.dataset_id)
+    for name, lo, hi in (("x", stored.x_min, stored.x_max), ("y", stored.y_min, stored.y_max)):
+        _check_range(dtype, name, max(abs(lo), abs(hi)), ("body", "dataset_id"), f"dataset {stored.id}: ")
     return stored.n_points, stored.id, None
+
+
+def _check_range(dtype: str, name: str, extent: float, loc: tuple[str | int, ...], said: str) -> None:
+    """InvalidInput at loc if values of magnitude up to extent overflow dtype (to inf, where the
+    engine could only report the job as diverged)."""
+    largest = float(np.finfo(dtype).max)
+    if extent > largest:
+        hint = "; use dtype float64" if dtype == "float32" else ""
+        raise InvalidInput(loc, f"{said}{name} reaches {extent:g}, over {largest:g}: beyond {dtype} range{hint}")
+
+
+def _check_learning_rate(hp: dict[str, Any], loc: tuple[str | int, ...], said: str) -> None:
+    """InvalidInput if a positive learning rate rounds to 0 in the dtype: no step would move."""
+    rate, dtype = hp["learning_rate"], hp["dtype"]
+    if isinstance(rate, int | float) and rate > 0 and np.dtype(dtype).type(rate) == 0:
+        raise InvalidInput(
+            (*loc, "learning_rate"), f"{said}learning_rate {rate:g} rounds to 0 in {dtype}; use dtype float64"
+        )
 
 
 def _check_base(request: Request, has_cuda: bool) -> None:
@@ -77,6 +102,7 @@ def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tup
     said = f"trial {loc[-1]}: " if loc[:-1] == ("body", "trials") else ""
     if hp["epochs"] > settings.max_epochs:
         raise InvalidInput((*loc, "epochs"), f"{said}at most {settings.max_epochs} epochs")
+    _check_learning_rate(hp, loc, said)
     try:
         check_config(config_from(hp))
         split_sizes(n_points, hp["validation_fraction"], hp["batch_size"])
@@ -87,6 +113,17 @@ def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tup
 
 def _over_work(work: int, settings: Settings) -> InvalidInput:
     return InvalidInput((*HP, "epochs"), f"{work} point-epochs is over the limit of {settings.max_work}")
+
+
+def check_runs(hps: list[dict[str, Any]], n_points: int, settings: Settings, *, sweep: bool) -> int:
+    """Check resolved trainings on n_points as admission does (a job's one, or a sweep's trials,
+    named body.trials.k): each as the engine will, the epoch limit, and the summed work; the work.
+    The local CLI checks its runs with this too."""
+    locs: list[tuple[str | int, ...]] = [("body", "trials", k) for k in range(len(hps))] if sweep else [HP]
+    work = sum(_check_trial(hp, n_points, settings, loc) for hp, loc in zip(hps, locs, strict=True))
+    if work > settings.max_work:
+        raise _over_work(work, settings)
+    return work
 
 
 def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]:
@@ -108,9 +145,7 @@ def admit_job(*, session: Session, request: Request, settings: Settings, has_cud
     """The job row (and inline dataset) of a job request, or InvalidInput / NotFound."""
     _check_base(request, has_cuda)
     n_points, dataset_id, inline = _dataset(session, request, settings)
-    work = _check_trial(request.hyperparameters, n_points, settings, HP)
-    if work > settings.max_work:
-        raise _over_work(work, settings)
+    check_runs([request.hyperparameters], n_points, settings, sweep=False)
     job = Job(
         **_requested(request, "job", dataset_id),
         attempts=0,
@@ -121,17 +156,20 @@ def admit_job(*, session: Session, request: Request, settings: Settings, has_cud
     return Admitted(job, [inline] if inline else [], inline is not None)
 
 
-def _trials(request: Request, settings: Settings) -> list[dict[str, Any]]:
-    """Each trial's varied values, in trial-index order; InvalidInput past the trial limit."""
-    if request.grid is not None:
-        count = grid_size(request.grid)
+def sweep_trials(
+    grid: dict[str, list[Any]] | None, random: dict[str, Any] | None, settings: Settings
+) -> list[dict[str, Any]]:
+    """Each trial's varied values, in trial-index order; InvalidInput past the trial limit
+    (counted before any trial is made)."""
+    if grid is not None:
+        count = grid_size(grid)
         where: tuple[str, ...] = ("body", "grid")
     else:
-        assert request.random is not None
-        count, where = request.random["trials"], ("body", "random", "trials")
+        assert random is not None
+        count, where = random["trials"], ("body", "random", "trials")
     if count > settings.max_trials:
         raise InvalidInput(where, f"{count} trials is over the limit of {settings.max_trials}")
-    return trials(request.grid, request.random)
+    return trials(grid, random)
 
 
 def chunk_spans(epochs: list[int], settings: Settings) -> list[tuple[int, int]]:
@@ -156,10 +194,8 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     objective = request.objective or default_objective(base)
     if objective == "final_validation_loss" and base["validation_fraction"] == 0:
         raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
-    resolved = [{**base, **varied} for varied in _trials(request, settings)]
-    work = sum(_check_trial(hp, n_points, settings, ("body", "trials", k)) for k, hp in enumerate(resolved))
-    if work > settings.max_work:
-        raise _over_work(work, settings)
+    resolved = [{**base, **varied} for varied in sweep_trials(request.grid, request.random, settings)]
+    check_runs(resolved, n_points, settings, sweep=True)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,

@@ -1,4 +1,8 @@
-"""Points from CSV text: two numeric columns x,y, one point a line, an optional header row."""
+"""Points from CSV text: two numeric columns x,y, one point a line, an optional header row.
+
+A leading UTF-8 byte-order mark is skipped. The first line is a header only when neither of
+its fields is a number ("x,y"); any other line that is not two finite numbers is an error
+naming it, the first line too ("1,abc" is a bad point, not a header)."""
 
 import csv
 import io
@@ -22,7 +26,7 @@ def parse_points(text: str) -> tuple[list[float], list[float]]:
     """(x, y) from CSV text; blank lines are skipped, the first line may be a header."""
     xs: list[float] = []
     ys: list[float] = []
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")))
     try:
         for row in reader:
             _add_row(row, reader.line_num, xs, ys)
@@ -37,8 +41,8 @@ def _add_row(row: list[str], lineno: int, xs: list[float], ys: list[float]) -> N
     if not row or all(not cell.strip() for cell in row):
         return
     values = [_number(cell) for cell in row]
-    if lineno == 1 and len(row) == 2 and None in values:
-        return  # a header row such as "x,y"
+    if lineno == 1 and len(row) == 2 and all(v is None for v in values):
+        return  # a header row such as "x,y": no number in it
     x, y = values if len(values) == 2 else (None, None)
     if x is None or y is None:
         raise CsvError(f"line {lineno}: expected two numbers x,y, got {','.join(row)[:80]!r}")

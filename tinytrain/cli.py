@@ -15,8 +15,10 @@ from tqdm import tqdm
 import model
 from api import schemas
 from jobs import keys, migrate
+from jobs.admission import check_runs, sweep_trials
 from jobs.db import session_scope
-from jobs.hyperparameters import config_from, default_objective, trials
+from jobs.errors import InvalidInput
+from jobs.hyperparameters import config_from, default_objective
 from jobs.results import trial_outcome
 from jobs.settings import Settings, get_settings
 from model.config import Device, Dtype
@@ -60,6 +62,10 @@ def _fail(exc: Exception) -> NoReturn:
     if isinstance(exc, ValidationError):
         parts = [(".".join(map(str, e["loc"])), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
         message = "; ".join(f"{loc}: {msg}" if loc else msg for loc, msg in parts)
+    elif isinstance(exc, InvalidInput):  # admission's, named as the schema's errors are
+        loc = [str(p) for p in exc.loc if p not in ("body", "hyperparameters")]
+        loc = loc[2:] if loc[:1] == ["trials"] else loc  # the message names the trial
+        message = f"{'.'.join(loc)}: {message}" if loc and loc[-1] not in message else message
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2) from exc
 
@@ -88,7 +94,13 @@ def with_train_flags(command: Command) -> Command:
     return command
 
 
-BAD_INPUT = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError)  # ValueError: also pydantic's
+BAD_INPUT = (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, InvalidInput)  # ValueError: also pydantic's
+
+
+def _check_points(data: Path, n_points: int, settings: Settings) -> None:
+    """The service's dataset limit, for a local run too."""
+    if n_points > settings.max_points:
+        raise ValueError(f"{data}: {n_points} points is over the limit of {settings.max_points}")
 
 
 @app.command()
@@ -100,8 +112,11 @@ def train(
 ) -> None:
     """Train locally, with no server, and print the seven parameters and the final loss."""
     try:
+        settings = get_settings()
         x, y = parse_points(data.read_text())
+        _check_points(data, len(x), settings)
         hp = _hyperparameters(**flags)
+        check_runs([hp], len(x), settings, sweep=False)  # the service's limits: epochs, work
         with tqdm(total=hp["epochs"], unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
 
             def on_epoch(epoch: int, loss: float) -> None:
@@ -172,7 +187,9 @@ def sweep(
     """Train many trials of one dataset locally with the fleet engine: a grid or random draws,
     the train flags as the base; then the best trials as a table."""
     try:
+        settings = get_settings()
         x, y = parse_points(data.read_text())
+        _check_points(data, len(x), settings)
         base = _hyperparameters(**flags)
         request = schemas.SweepIn.model_validate(
             {
@@ -186,8 +203,9 @@ def sweep(
             }
         )
         draws = request.random.model_dump() if request.random is not None else None
-        varied = trials(request.grid, draws)
+        varied = sweep_trials(request.grid, draws, settings)  # counted before they are made
         hps = [{**base, **v} for v in varied]
+        check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
         goal = request.objective or default_objective(base)
         total = sum(hp["epochs"] for hp in hps)
         with tqdm(
