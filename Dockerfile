@@ -25,4 +25,6 @@ USER tinytrain
 # numba's compile cache: site-packages is read-only for this user.
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache PYTHONUNBUFFERED=1
 EXPOSE 8000
-CMD ["tinytrain", "serve", "--host", "0.0.0.0", "--port", "8000"]
+# A container's stdout is kept (docker logs), so serve prints no first key: make keys with
+# `docker exec CONTAINER tinytrain keys create --owner NAME`, which prints it to that terminal only.
+CMD ["tinytrain", "serve", "--host", "0.0.0.0", "--port", "8000", "--no-first-key"]

@@ -2,19 +2,25 @@
 
 Every /v1 route takes OwnerDep, JobDep, SweepDep or DatasetDep: each counts the request against
 its key's rate limit and authenticates the key; the object dependencies fetch the object in the
-same query that checks the key. They are async, and read SQLite on the event loop (see _read): reading a
-job is the hottest request, and a hop to a worker thread would cost it more than all its work."""
+same query that checks the key. They are async, and read SQLite on the event loop (see short_read): reading a
+job is the hottest request, and a hop to a worker thread would cost it more than all its work.
 
+A /v1 request that carries a body is authenticated before anything reads it (KeyBeforeBody):
+FastAPI reads and parses a body before it solves the dependencies, so a bad key would otherwise
+cost a whole body. Failed authentications are limited per client address (api/ratelimit.py)."""
+
+import inspect
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.ratelimit import RateLimit
+from api.ratelimit import AuthFailures, RateLimit, client_address
 from api.schemas import ID_PATTERNS
 from jobs import keys, reads
 from jobs.db import get_engine, new_session
@@ -29,7 +35,7 @@ bearer = HTTPBearer(auto_error=False, description="An API key from `tinytrain ke
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-async def _read(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+async def short_read(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """fn(*args, **kwargs), a short read of the database: inline on SQLite, in a worker thread otherwise.
 
     SQLite is a file in this process: a point read takes microseconds, less than the hop to a
@@ -41,13 +47,13 @@ async def _read(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 
 
 async def get_session() -> AsyncIterator[Session]:
-    # Making a Session does no I/O; closing it may roll back, which _read keeps off the event
+    # Making a Session does no I/O; closing it may roll back, which short_read keeps off the event
     # loop where that goes over the network (a sync dependency would cost every route two hops).
     session = new_session()
     try:
         yield session
     finally:
-        await _read(session.close)
+        await short_read(session.close)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -59,21 +65,101 @@ def _unauthorized() -> HTTPException:
     )
 
 
-async def _counted_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
-    """The presented key, after counting the request against its rate limit; 401 without one."""
-    if credentials is None:
-        raise _unauthorized()
+# Where KeyBeforeBody leaves the owner it authenticated, in the request's state.
+_OWNER = "tinytrain_owner"
+
+
+def _authenticated(request: Request) -> str | None:
+    """The owner KeyBeforeBody authenticated for this request (and counted), or None."""
+    owner: str | None = request.scope.get("state", {}).get(_OWNER)
+    return owner
+
+
+def _failures(request: Request) -> AuthFailures:
     rate_limit: RateLimit = request.app.state.rate_limit
-    await rate_limit.check(keys.digest(credentials.credentials))
+    return rate_limit.auth_failures
+
+
+async def _counted_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> str:
+    """The presented key, after counting the request against its rate limit; 401 without one, 429
+    from an address over its failed authentications (before any lookup) or for a key over its limit."""
+    if credentials is None or not keys.well_formed(credentials.credentials):
+        # No key, or one of a shape no key has: a 401 that costs no lookup and no rate-limit
+        # bucket, and no guess that could ever succeed, so not a failure to count either.
+        raise _unauthorized()
+    digest = keys.digest(credentials.credentials)
+    await _failures(request).check(client_address(request.scope.get("client")), digest)
+    rate_limit: RateLimit = request.app.state.rate_limit
+    await rate_limit.check(digest)
     return credentials.credentials
+
+
+async def _rejected(request: Request, key: str) -> HTTPException:
+    """The 401 for key, counted against the client's address."""
+    await _failures(request).failed(client_address(request.scope.get("client")), keys.digest(key))
+    return _unauthorized()
 
 
 async def current_owner(request: Request, credentials: Credentials) -> str:
     """The owner of the request's API key; 401 without a valid one."""
-    owner = await _read(reads.owner_of, await _counted_key(request, credentials))
+    owner = _authenticated(request)
+    if owner is not None:
+        return owner
+    key = await _counted_key(request, credentials)
+    owner = await short_read(reads.owner_of, key)
     if owner is None:
-        raise _unauthorized()
+        raise await _rejected(request, key)
+    _failures(request).succeeded(keys.digest(key))
     return owner
+
+
+class KeyBeforeBody:
+    """Authenticates every /v1 request that carries a body before anything reads the body: a
+    missing or bad key is a 401 (a throttled address a 429) without a single receive(), so the
+    body costs the service nothing but what uvicorn drops unread. The owner is left in the
+    request's state for current_owner, and the request counted once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope) or not (scope["path"] + "/").startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)  # no receive: reading the body here would be an error
+        try:
+            owner = await current_owner(request, await bearer(request))
+        except Exception as exc:
+            # Answered as a route would answer it: a 401 or 429, a 503 while the database is down.
+            handler = _handler(request, exc)
+            if handler is None:
+                raise
+            response = handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+            await response(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_OWNER] = owner
+        await self.app(scope, receive, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.strip() not in (b"", b"0"):
+            return True
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+def _handler(request: Request, exc: Exception) -> Callable[[Request, Exception], Any] | None:
+    """The app's exception handler for exc (errors.install's and FastAPI's), or None."""
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls in handlers:
+            handler: Callable[[Request, Exception], Any] = handlers[cls]
+            return handler
+    return None
 
 
 _PREFIXES = {Job: "job", Dataset: "ds", Sweep: "sw"}
@@ -112,27 +198,46 @@ def check_id(prefix: str, object_id: str) -> str:
     return object_id
 
 
-def _owned(table: type[reads.Owned], object_id: str, key: str) -> reads.Owned:
-    """The key owner's object; 401 for a bad key, 404 for no such object of this owner."""
+def _owned(table: type[reads.Owned], object_id: str, key: str, key_is_valid: bool) -> reads.Owned | None:
+    """The key owner's object; None for a bad key, 404 for no such object of this owner."""
     prefix = _PREFIXES[table]
     found = reads.owned_by_key(table, object_id, key) if well_formed(prefix, object_id) else None
-    if found is None and reads.owner_of(key) is None:
-        raise _unauthorized()
+    if found is None and not key_is_valid and reads.owner_of(key) is None:
+        return None
     if found is None:
         raise not_found(prefix, object_id)
     return found
 
 
+async def _owned_object(
+    table: type[reads.Owned], object_id: str, request: Request, credentials: HTTPAuthorizationCredentials | None
+) -> reads.Owned:
+    """The object in one query with the key's check (the owner, if KeyBeforeBody checked it already)."""
+    if _authenticated(request) is not None and credentials is not None:
+        key, checked = credentials.credentials, True
+    else:
+        key, checked = await _counted_key(request, credentials), False
+    try:
+        found = await short_read(_owned, table, object_id, key, checked)
+    except NotFound:
+        _failures(request).succeeded(keys.digest(key))
+        raise
+    if found is None:
+        raise await _rejected(request, key)
+    _failures(request).succeeded(keys.digest(key))
+    return found
+
+
 async def owned_job(job_id: JobId, request: Request, credentials: Credentials) -> Job:
-    return await _read(_owned, Job, job_id, await _counted_key(request, credentials))
+    return await _owned_object(Job, job_id, request, credentials)
 
 
 async def owned_dataset(dataset_id: DatasetId, request: Request, credentials: Credentials) -> Dataset:
-    return await _read(_owned, Dataset, dataset_id, await _counted_key(request, credentials))
+    return await _owned_object(Dataset, dataset_id, request, credentials)
 
 
 async def owned_sweep(sweep_id: SweepId, request: Request, credentials: Credentials) -> Sweep:
-    return await _read(_owned, Sweep, sweep_id, await _counted_key(request, credentials))
+    return await _owned_object(Sweep, sweep_id, request, credentials)
 
 
 OwnerDep = Annotated[str, Depends(current_owner)]

@@ -5,7 +5,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel
-from sqlalchemy import Select, select
+from sqlalchemy import BigInteger, Select, literal, select
 from sqlalchemy.orm import Session
 
 from api.schemas import Page
@@ -30,7 +30,8 @@ def page(
     """A page of query (the owner's rows of model), newest first."""
     query = query.order_by(model.seq.desc()).limit(limit + 1)
     if cursor is not None:
-        query = query.where(model.seq < int(cursor[1:]))
+        # As a 64-bit value: PostgreSQL would refuse a cursor past the 32-bit column's range.
+        query = query.where(model.seq < literal(int(cursor[1:]), BigInteger()))
     rows = list(session.scalars(query))
     more = len(rows) > limit
     return Page[Item](items=[render(r) for r in rows[:limit]], next_cursor=f"c{rows[limit - 1].seq}" if more else None)

@@ -7,20 +7,21 @@ and every trial as the engine would check it. Problems raise InvalidInput naming
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 import model
-from jobs import datasets, lifecycle
+from jobs import datasets, lifecycle, storage
 from jobs.errors import InvalidInput, QueueUnavailable
 from jobs.hyperparameters import config_from, default_objective, grid_size, trials
 from jobs.settings import Settings
 from jobs.status import Status
 from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
-from model.fleet import check_config, split_sizes
+from model.config import TrainConfig
+from model.fleet import check_config, split_sizes, training_points
 
 HP = ("body", "hyperparameters")
 
@@ -64,6 +65,7 @@ def _dataset(session: Session, request: Request, settings: Settings) -> tuple[in
         for name, values in (("x", x), ("y", y)):
             _check_range(dtype, name, float(np.abs(values).max(initial=0.0)), ("body", "dataset", name), "")
         inline = datasets.build(owner=request.owner, x=x, y=y, name=request.name)
+        inline.inline = True  # deleted with the last job or sweep that uses it (jobs/storage.py)
         return inline.n_points, inline.id, inline
     assert request.dataset_id is not None
     stored = datasets.get(session=session, owner=request.owner, dataset_id=request.dataset_id)
@@ -90,9 +92,19 @@ def _check_learning_rate(hp: dict[str, Any], loc: tuple[str | int, ...], said: s
         )
 
 
-def _check_base(request: Request, has_cuda: bool) -> None:
-    if request.hyperparameters["device"] == "cuda" and not has_cuda:
-        raise InvalidInput((*HP, "device"), "no worker of this service has a CUDA device")
+def _check_base(request: Request, has_cuda: Callable[[], bool]) -> None:
+    if request.hyperparameters["device"] == "cuda" and not has_cuda():
+        message = "no GPU worker is running: use device auto or cpu, or start a worker on a machine with a GPU"
+        raise InvalidInput((*HP, "device"), message)
+
+
+def with_batch_size(hp: dict[str, Any], n_points: int) -> dict[str, Any]:
+    """hp with its batch_size resolved: one not given is all the training points, at most 32
+    (so that the first request on a small dataset works)."""
+    if hp["batch_size"] is not None:
+        return hp
+    train = training_points(n_points, hp["validation_fraction"])
+    return {**hp, "batch_size": max(1, min(TrainConfig().batch_size, train))}
 
 
 def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tuple[str | int, ...]) -> int:
@@ -126,6 +138,16 @@ def check_runs(hps: list[dict[str, Any]], n_points: int, settings: Settings, *, 
     return work
 
 
+def _check_storage(
+    session: Session, request: Request, table: type[Job] | type[Sweep], inline: Dataset | None, settings: Settings
+) -> None:
+    """QuotaExceeded when the points sent inline would pass the owner's storage limit."""
+    limit, key = settings.max_storage_bytes_per_owner, request.idempotency_key
+    storage.check_inline(
+        session=session, table=table, owner=request.owner, idempotency_key=key, dataset=inline, limit=limit
+    )
+
+
 def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]:
     """The columns a new job or sweep takes from its request (tables.Requested), queued."""
     return {
@@ -141,11 +163,13 @@ def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]
     }
 
 
-def admit_job(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
+def admit_job(*, session: Session, request: Request, settings: Settings, has_cuda: Callable[[], bool]) -> Admitted:
     """The job row (and inline dataset) of a job request, or InvalidInput / NotFound."""
     _check_base(request, has_cuda)
     n_points, dataset_id, inline = _dataset(session, request, settings)
+    request = replace(request, hyperparameters=with_batch_size(request.hyperparameters, n_points))
     check_runs([request.hyperparameters], n_points, settings, sweep=False)
+    _check_storage(session, request, Job, inline, settings)
     job = Job(
         **_requested(request, "job", dataset_id),
         attempts=0,
@@ -186,7 +210,7 @@ def chunk_spans(epochs: list[int], settings: Settings) -> list[tuple[int, int]]:
     return spans
 
 
-def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: bool) -> Admitted:
+def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: Callable[[], bool]) -> Admitted:
     """The sweep row with its chunks and trials (and inline dataset), or InvalidInput / NotFound."""
     _check_base(request, has_cuda)
     n_points, dataset_id, inline = _dataset(session, request, settings)
@@ -194,8 +218,11 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     objective = request.objective or default_objective(base)
     if objective == "final_validation_loss" and base["validation_fraction"] == 0:
         raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
-    resolved = [{**base, **varied} for varied in sweep_trials(request.grid, request.random, settings)]
+    varied = sweep_trials(request.grid, request.random, settings)
+    resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
+    request = replace(request, hyperparameters=with_batch_size(base, n_points))
     check_runs(resolved, n_points, settings, sweep=True)
+    _check_storage(session, request, Sweep, inline, settings)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,

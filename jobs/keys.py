@@ -1,6 +1,7 @@
 """API keys: shown once, stored only as a sha256 hash; each key names its owner."""
 
 import hashlib
+import re
 import secrets
 
 from sqlalchemy import select, update
@@ -8,6 +9,14 @@ from sqlalchemy.orm import Session
 
 from jobs.db import utcnow
 from jobs.tables import ApiKey
+
+# Every key create() makes: "tt_" and token_urlsafe(32). Text of any other shape is no key.
+_SHAPE = re.compile(r"tt_[A-Za-z0-9_-]{43}")
+
+
+def well_formed(key: str) -> bool:
+    """Whether key has the shape of a key (so that it could exist)."""
+    return _SHAPE.fullmatch(key) is not None
 
 
 def digest(key: str) -> str:

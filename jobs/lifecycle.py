@@ -7,20 +7,25 @@ Every change is one conditional UPDATE, so races resolve in the database.
 
 Only the current attempt (the attempts count it claimed) may write progress or a result. A
 sweep's own status is the sum of its chunks' (settle_sweep), updated with each chunk's change.
+Leases are times on the database's clock (db_time), never a worker's.
+
+A queued run is sent to the executor at submit and again by the sweeper (undispatched) when
+it waits too long: a message can be lost (a dead queue, a pool process killed), and a second
+one is harmless, as only one claim succeeds.
 """
 
 import secrets
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from jobs.db import utcnow
+from jobs.db import db_time, utcnow
 from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
 from jobs.status import ACTIVE, Status
-from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial
 
 # The Celery queue of each device choice: gpu workers read gpu, cpu workers cpu, both read train.
 QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}
@@ -69,10 +74,13 @@ def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
             status=Status.RUNNING,
             attempts=table.attempts + 1,
             started_at=func.coalesce(table.started_at, now),
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            lease_expires_at=db_time(lease_seconds),
         )
         .returning(table.attempts)
     ).scalar_one_or_none()
+    if attempt is not None and table is Job:
+        # An earlier attempt's live history: this attempt writes it again from epoch 0.
+        session.execute(delete(History).where(History.run_id == run_id))
     if attempt is not None and table is SweepChunk:
         chunk = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id == run_id)
         sweep_id, lo, hi = session.execute(chunk).one()
@@ -97,16 +105,28 @@ def current(run_id: str, attempt: int) -> ColumnElement[bool]:
     return (table.id == run_id) & (table.status == Status.RUNNING) & (table.attempts == attempt)
 
 
-def heartbeat(*, session: Session, run_id: str, attempt: int, lease_seconds: float, **progress: Any) -> bool | None:
-    """Extend the lease and record progress (columns of the run's table); returns whether a
-    cancel was asked, None if this attempt is stale."""
+def heartbeat(
+    *,
+    session: Session,
+    run_id: str,
+    attempt: int,
+    lease_seconds: float,
+    segments: Sequence[History] = (),
+    **progress: Any,
+) -> bool | None:
+    """Extend the lease and record progress (columns of the run's table, and the loss history's
+    new segments); returns whether a cancel was asked, None if this attempt is stale."""
     table = table_of(run_id)
     flag = session.execute(
         update(table)
         .where(current(run_id, attempt))
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds), **progress)
+        .values(lease_expires_at=db_time(lease_seconds), **progress)
         .returning(table.cancel_requested)
     ).scalar_one_or_none()
+    if flag is not None and segments:
+        # A beat whose commit went through though its answer was lost sent these epochs already.
+        session.execute(delete(History).where(History.run_id == run_id, History.first_epoch >= segments[0].first_epoch))
+        session.add_all(segments)
     session.commit()
     return flag
 
@@ -213,20 +233,23 @@ def _queue_of_runs(session: Session, ids: list[str]) -> list[tuple[str, str]]:
     return [(run_id, queue_of(hyperparameters[run_id])) for run_id in ids]
 
 
-def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
-    """Deal with running jobs and chunks whose lease expired; returns (id, queue) of those queued again."""
+def reap(*, session: Session, max_attempts: int) -> int:
+    """Deal with running jobs and chunks whose lease expired: queued again, to be sent at once
+    (undispatched), or ended; returns how many were queued again."""
     now = utcnow()
-    requeued: list[str] = []
+    requeued = 0
     lost = {"error_code": "worker_lost", "error_message": f"the run's worker was lost {max_attempts} times"}
     for table in (Job, SweepChunk):
-        expired = update(table).where(table.status == Status.RUNNING, table.lease_expires_at < now)
+        expired = update(table).where(table.status == Status.RUNNING, table.lease_expires_at < db_time())
         ended = {"finished_at": now, "lease_expires_at": None}
         cancelled = expired.where(table.cancel_requested).values(status=Status.CANCELLED, **ended)
         failed = expired.where(table.attempts >= max_attempts).values(status=Status.FAILED, **ended, **lost)
-        again = expired.where(table.attempts < max_attempts).values(status=Status.QUEUED, lease_expires_at=None)
+        again = expired.where(table.attempts < max_attempts).values(
+            status=Status.QUEUED, lease_expires_at=None, dispatched_at=None
+        )
         stopped = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
         again_ids = list(session.scalars(again.returning(table.id)))
-        requeued += again_ids
+        requeued += len(again_ids)
         if table is SweepChunk:
             for chunk_id in stopped:
                 _end_trials_of_lost_chunk(session, chunk_id)
@@ -235,9 +258,8 @@ def reap(*, session: Session, max_attempts: int) -> list[tuple[str, str]]:
             spans = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id.in_(again_ids))
             for sweep_id, lo, hi in session.execute(spans).all():
                 session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.QUEUED))
-    out = _queue_of_runs(session, requeued)
     session.commit()
-    return out
+    return requeued
 
 
 def _end_trials_of_lost_chunk(session: Session, chunk_id: str) -> None:
@@ -250,11 +272,37 @@ def _end_trials_of_lost_chunk(session: Session, chunk_id: str) -> None:
     settle_sweep(session=session, sweep_id=chunk.sweep_id)
 
 
-def queued(*, session: Session) -> list[tuple[str, str]]:
-    """(id, queue) of all queued jobs and chunks, oldest first (to dispatch again after a restart)."""
-    ids = list(session.scalars(select(Job.id).where(Job.status == Status.QUEUED).order_by(Job.seq)))
-    ids += session.scalars(select(SweepChunk.id).where(SweepChunk.status == Status.QUEUED).order_by(SweepChunk.seq))
+def undispatched(*, session: Session, wait_seconds: float, everything: bool = False) -> list[tuple[str, str]]:
+    """(id, queue) of the queued jobs and chunks to send (again), oldest first: those never sent
+    (queued again by reap), and those sent wait_seconds ago (doubling with each send, up to
+    64x: a long backlog is not sent again and again); with everything, all queued runs (a
+    local executor's pool starts empty)."""
+    ids: list[str] = []
+    now = session.execute(select(db_time())).scalar_one()
+    for table in (Job, SweepChunk):
+        waiting = table.status == Status.QUEUED
+        if not everything:
+            waiting &= table.dispatched_at.is_(None) | (table.dispatched_at < db_time(-wait_seconds))
+        rows = session.execute(
+            select(table.id, table.dispatched_at, table.dispatches).where(waiting).order_by(table.seq)
+        )
+        ids += [
+            run_id
+            for run_id, sent, times in rows
+            if everything or sent is None or (now - sent).total_seconds() >= wait_seconds * 2 ** min(times - 1, 6)
+        ]
     return _queue_of_runs(session, ids)
+
+
+def dispatched(*, session: Session, ids: Sequence[str]) -> None:
+    """Record that these runs were sent now."""
+    for table in (Job, SweepChunk):
+        session.execute(
+            update(table)
+            .where(table.id.in_(ids), table.status == Status.QUEUED)
+            .values(dispatched_at=db_time(), dispatches=table.dispatches + 1)
+        )
+    session.commit()
 
 
 def submit(
@@ -269,6 +317,9 @@ def submit(
     session.commit()  # end any read transaction: on SQLite the insert must begin the transaction
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(row.owner, 0))))
+    for run in [row, *(extra or [])]:
+        if isinstance(run, Job | SweepChunk):  # sent right after this commits
+            run.dispatched_at, run.dispatches = db_time(), 1
     session.add(row)
     session.add_all(extra or [])
 

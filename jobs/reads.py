@@ -93,15 +93,29 @@ def owner_of(key: str) -> str | None:
     return row["owner"] if row is not None else None
 
 
+def _columns(table: type[Job] | type[Dataset] | type[Sweep]) -> AnySelect:
+    # Every column but a dataset's points: a read of the object never needs them.
+    return select(*[c for c in table.__table__.columns if c.name != "points"])
+
+
 @functools.cache
 def _owned_statement(table: type[Job] | type[Dataset] | type[Sweep]) -> AnySelect:
-    # Every column but a dataset's points: a read of the object never needs them.
-    columns = [c for c in table.__table__.columns if c.name != "points"]
     return (
-        select(*columns)
+        _columns(table)
         .join(ApiKey, ApiKey.owner == table.owner)
         .where(ApiKey.key_hash == bindparam("digest"), ApiKey.revoked_at.is_(None), table.id == bindparam("id"))
     )
+
+
+@functools.cache
+def _by_id_statement(table: type[Job] | type[Dataset] | type[Sweep]) -> AnySelect:
+    return _columns(table).where(table.id == bindparam("id"))
+
+
+def owned_by_id(table: type[Owned], object_id: str) -> Owned | None:
+    """The object of table with this id (whose owner the caller checked already), else None."""
+    row = fetch_one(_by_id_statement(table), {"id": object_id})
+    return table(**row) if row is not None else None
 
 
 def owned_by_key(table: type[Owned], object_id: str, key: str) -> Owned | None:

@@ -2,6 +2,7 @@
 
 A history is a float64 little-endian array stored as bytes, so a slice of epochs is a
 substring the database cuts out, and a leaderboard or a job read never touches a history.
+A running job's history grows by one segment per heartbeat; its end replaces them by one.
 """
 
 from dataclasses import asdict
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, func, select
+from sqlalchemy import Integer, case, delete, func, select
 from sqlalchemy.orm import Session
 
 import model
@@ -59,12 +60,19 @@ def trial_outcome(
 
 
 def history_rows(run_id: str, trial: int, result: model.TrainResult) -> History:
-    val = result.validation_loss_history
+    return segment(run_id, trial, 0, result.loss_history, result.validation_loss_history)
+
+
+def segment(
+    run_id: str, trial: int, first_epoch: int, loss: npt.ArrayLike, validation_loss: npt.ArrayLike | None
+) -> History:
+    """The history entries of epochs first_epoch, first_epoch + 1, ... (0-based) as a row."""
     return History(
         run_id=run_id,
         trial=trial,
-        loss=np.asarray(result.loss_history, dtype=_F8).tobytes(),
-        validation_loss=np.asarray(val, dtype=_F8).tobytes() if val is not None else None,
+        first_epoch=first_epoch,
+        loss=np.asarray(loss, dtype=_F8).tobytes(),
+        validation_loss=np.asarray(validation_loss, dtype=_F8).tobytes() if validation_loss is not None else None,
     )
 
 
@@ -80,25 +88,33 @@ def remove_histories(session: Session, run_id: str) -> None:
     session.execute(delete(History).where(History.run_id == run_id))
 
 
+Floats = npt.NDArray[np.float64]
+
+
 def read_history(
     session: Session, run_id: str, trial: int, start: int, stop: int | None, max_points: int | None
-) -> tuple[npt.NDArray[np.int64], list[float], list[float] | None]:
+) -> tuple[npt.NDArray[np.int64], Floats, Floats | None]:
     """(1-based epochs, loss, validation loss or None) of epochs [start, stop), at most max_points
     of them evenly spaced (the first and last always in); only that slice leaves the database."""
+    first = History.first_epoch
+    end = first + func.length(History.loss, type_=Integer) // 8
+    lo = case((first < start, start), else_=first)
+    hi = end if stop is None else case((end > stop, stop), else_=end)
 
     def cut(column: Any) -> Any:
         # substr counts bytes from 1 on SQLite and PostgreSQL alike.
-        length = max(0, stop - start) * 8 if stop is not None else func.length(column)
-        return func.substr(column, start * 8 + 1, length)
+        return func.substr(column, (lo - first) * 8 + 1, (hi - lo) * 8)
 
-    row = session.execute(
-        select(cut(History.loss), cut(History.validation_loss)).where(History.run_id == run_id, History.trial == trial)
-    ).one_or_none()
-    if row is None:
-        return np.zeros(0, dtype=np.int64), [], None
-    loss = np.frombuffer(row[0] or b"", dtype=_F8)
-    val = np.frombuffer(row[1], dtype=_F8) if row[1] is not None else None
+    query = select(cut(History.loss), cut(History.validation_loss)).where(
+        History.run_id == run_id, History.trial == trial, end > start
+    )
+    if stop is not None:
+        query = query.where(first < stop)
+    rows = session.execute(query.order_by(first)).all()
+    loss = np.frombuffer(b"".join(row[0] or b"" for row in rows), dtype=_F8)
+    has_val = bool(rows) and rows[0][1] is not None
+    val = np.frombuffer(b"".join(row[1] for row in rows), dtype=_F8) if has_val else None
     picked = np.arange(loss.size)
     if max_points is not None and loss.size > max_points:
         picked = np.unique(np.linspace(0, loss.size - 1, max_points).round().astype(np.int64))
-    return picked + start + 1, loss[picked].tolist(), val[picked].tolist() if val is not None else None
+    return picked + start + 1, loss[picked], val[picked] if val is not None else None

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     executor: Literal["local", "celery"] = Field("local", description="local: a process pool in serve; celery.")
     broker_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL of the Celery broker.")
     lease_seconds: float = Field(30.0, gt=0, description="A running job or chunk not heard from this long is re-run.")
+    redispatch_seconds: float = Field(
+        60.0, gt=0, description="A queued run sent this long ago is sent again (then after 2x, 4x, ... 64x)."
+    )
     max_attempts: int = Field(3, ge=1, description="Runs of a job or chunk before it fails with worker_lost.")
     local_workers: int = Field(2, ge=1, description="Processes of the local executor's pool.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
@@ -36,6 +39,20 @@ class Settings(BaseSettings):
     rate_limit: str = Field("50/second", description="Requests per API key, e.g. 40/second or 600/minute (429).")
     request_threads: int = Field(4, ge=1, description="Threads running the sync routes (writes, lists, predict).")
     progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")
+    max_storage_bytes_per_owner: int = Field(
+        2**30, ge=0, description="Most bytes of datasets (16 a point) and loss histories one owner stores (429)."
+    )
+    retention_days: float | None = Field(
+        None, gt=0, description="Finished jobs and sweeps are deleted this long after they finished; None: kept."
+    )
+    auth_failure_limit: str = Field(
+        "20/minute",
+        description="Failed authentications (bad keys) per client address, e.g. 20/minute (429 before any lookup).",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token of /metrics and the workers' metrics ports; unset or empty: they are open.",
+    )
 
 
 @lru_cache

@@ -6,10 +6,10 @@ history, so a sweep of 10,000 trials answers as fast as one of ten.
 
 from dataclasses import dataclass
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import BigInteger, Select, delete, func, literal, select
 from sqlalchemy.orm import Session
 
-from jobs import results
+from jobs import results, storage
 from jobs.errors import Conflict, NotFound
 from jobs.status import ACTIVE, Status
 from jobs.tables import Sweep, SweepChunk, Trial
@@ -63,10 +63,11 @@ def trials_page(
     if order_by == "index":
         query = select(Trial).where(Trial.sweep_id == sweep_id).order_by(Trial.index)
         if after is not None:
-            query = query.where(Trial.index > after)
+            query = query.where(Trial.index > literal(after, BigInteger()))
     else:
         query = _ranked(sweep_id)
-        last = session.get(Trial, (sweep_id, after)) if after is not None else None
+        # No trial has an index past the 32-bit column (PostgreSQL would refuse to look for one).
+        last = session.get(Trial, (sweep_id, after)) if after is not None and after < 2**31 else None
         if last is not None and last.objective is None:
             query = query.where(Trial.objective.is_(None), Trial.index > last.index)
         elif last is not None:
@@ -84,7 +85,8 @@ def trial(session: Session, sweep_id: str, index: int) -> Trial:
 
 
 def remove(session: Session, sweep: Sweep) -> None:
-    """Delete a finished sweep with its chunks, trials and histories; Conflict while it runs."""
+    """Delete a finished sweep with its chunks, trials and histories (and the dataset sent inline
+    with it, unless another run uses it); Conflict while it runs."""
     gone = session.execute(
         delete(Sweep).where(Sweep.id == sweep.id, Sweep.status.not_in(ACTIVE)).returning(Sweep.seq)
     ).first()
@@ -93,4 +95,5 @@ def remove(session: Session, sweep: Sweep) -> None:
     session.execute(delete(SweepChunk).where(SweepChunk.sweep_id == sweep.id))
     session.execute(delete(Trial).where(Trial.sweep_id == sweep.id))
     results.remove_histories(session, sweep.id)
+    storage.drop_unused_inline(session, [sweep.dataset_id])
     session.commit()

@@ -1,13 +1,12 @@
 """The tables: API keys, datasets (points stored as one blob), jobs and sweeps (the truth about a run)."""
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     Index,
     Integer,
@@ -16,25 +15,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, deferred, mapped_column
-from sqlalchemy.types import TypeDecorator
 
-from jobs.db import Base, utcnow
+from jobs.db import Base, UTCDateTime, utcnow
 from jobs.status import Status
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Stored as naive UTC (SQLite keeps no zone), always returned timezone-aware."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.astimezone(UTC).replace(tzinfo=None) if value is not None else None
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
 
 
 class ApiKey(Base):
@@ -67,6 +51,7 @@ class Dataset(Base):
     points: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    inline: Mapped[bool] = mapped_column(Boolean, default=False)  # sent with a job or sweep, not uploaded
 
 
 class Leased:
@@ -80,6 +65,10 @@ class Leased:
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When "run X" was last sent (None: to send now) and how often: the sweeper sends a run
+    # again that waits too long, as a message can be lost (jobs/lifecycle.undispatched).
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    dispatches: Mapped[int] = mapped_column(Integer, default=0)
     epochs_completed: Mapped[int] = mapped_column(Integer, default=0)
     device: Mapped[str | None] = mapped_column(String(32))
     error_code: Mapped[str | None] = mapped_column(String(32))
@@ -160,11 +149,26 @@ class Trial(Base):
 
 
 class History(Base):
-    """A run's loss histories as float64 little-endian arrays: a slice is a substring, never a decode of the whole."""
+    """A run's loss histories as float64 little-endian arrays: a slice is a substring, never a decode of the whole.
+
+    A running job appends one segment per heartbeat (its epochs from `first_epoch` on), so any
+    serve process can stream it; the finished run's histories replace them as one segment."""
 
     __tablename__ = "histories"
 
     run_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # a job or a sweep
     trial: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 for a job
+    first_epoch: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)  # 0-based
     loss: Mapped[bytes] = mapped_column(LargeBinary)
     validation_loss: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Worker(Base):
+    """A Celery worker that is alive: it writes its row every few seconds (worker/reaper.py),
+    so serve knows whether any worker reads the gpu queue."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queues: Mapped[str] = mapped_column(String(200))  # comma-separated
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the database's clock

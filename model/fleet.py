@@ -43,9 +43,14 @@ def as_points(values: Sequence[float] | npt.ArrayLike, name: str) -> npt.NDArray
     return arr
 
 
+def training_points(n: int, validation_fraction: float) -> int:
+    """How many of n points train (the others validate)."""
+    return n - round(n * validation_fraction)
+
+
 def split_sizes(n: int, validation_fraction: float, batch_size: int) -> tuple[int, int]:
     """(training points, validation points) of n; TrainingInputError if batch_size does not fit."""
-    n_val = round(n * validation_fraction)
+    n_val = n - training_points(n, validation_fraction)
     if validation_fraction > 0 and n_val == 0:
         message = f"validation_fraction {validation_fraction} of {n} points is no point"
         raise TrainingInputError(message, "validation_fraction")

@@ -86,9 +86,12 @@ def train_fleet(
     *,
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> list[TrainResult]:
     """Train one 1-2-1 network per config on (x, y) (docs/model.md); trial k's result equals
-    train(x, y, configs[k]). dtype, device and validation_fraction must be the same for all."""
+    train(x, y, configs[k]). dtype, device and validation_fraction must be the same for all.
+
+    on_start(device) is called once the device is chosen, before the first epoch."""
     started = time.perf_counter()
     fleet = Fleet(x, y, configs)
     device = resolve_device(fleet.device, len(fleet), int(fleet.batch_size.min()))
@@ -98,6 +101,8 @@ def train_fleet(
         engine: CpuEngine | GpuEngine = GpuEngine(fleet)
     else:
         engine = CpuEngine(fleet)
+    if on_start is not None:
+        on_start(engine.device_name)
     stopped, epochs = False, 1
     while fleet.running().size:
         if should_stop is not None and should_stop():

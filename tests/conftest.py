@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from tests.support.celery import Stack
 from tests.support.databases import fresh_database
 from tests.support.server import Server, server_env
 
@@ -56,3 +57,19 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def celery_stack(tmp_path: Path, postgres_url: str) -> Iterator[Callable[..., Stack]]:
+    """Start stacks on the test's PostgreSQL database: celery_stack(workers=2, lease_seconds="2")."""
+    stacks: list[Stack] = []
+
+    def make(workers: int = 1, **settings: str) -> Stack:
+        stack = Stack.create(tmp_path, {"database_url": postgres_url, **settings}, worker_args=("--concurrency", "1"))
+        stacks.append(stack)
+        stack.start(workers)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

@@ -103,7 +103,7 @@ def request(
 
 def admit(session: Session, req: admission.Request) -> admission.Admitted:
     admit_one = admission.admit_sweep if req.grid is not None or req.random is not None else admission.admit_job
-    return admit_one(session=session, request=req, settings=SETTINGS, has_cuda=False)
+    return admit_one(session=session, request=req, settings=SETTINGS, has_cuda=lambda: False)
 
 
 def stored(session: Session, x: list[float], y: list[float]) -> str:

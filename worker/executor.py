@@ -1,14 +1,18 @@
 """What `serve` dispatches runs (jobs, sweep chunks) through: the local pool or Celery (TINYTRAIN_EXECUTOR)."""
 
+from collections.abc import Callable
 from typing import Protocol
 
 from jobs.settings import Settings
 
 
 class Executor(Protocol):
-    has_cuda: bool  # whether a worker can take device=cuda runs (local: known; Celery: assumed)
+    def has_cuda(self) -> bool:
+        """Whether a worker can take device=cuda runs now."""
 
-    def start(self) -> None: ...
+    def start(self, on_end: Callable[[str], None]) -> None:
+        """Start; on_end(run_id) is called (from any thread) as soon as this process learns a run ended."""
+
     def dispatch(self, run_id: str, queue: str) -> None: ...
     def ready(self) -> bool: ...
     def shutdown(self) -> None: ...

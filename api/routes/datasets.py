@@ -1,77 +1,109 @@
 """/v1/datasets: upload (JSON or CSV), read, list, delete."""
 
 import hashlib
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request, Response
+import pydantic_core
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import select
 
 from api import schemas
-from api.deps import DatasetDep, DatasetId, IdempotencyKey, OwnerDep, SessionDep, check_id
+from api.deps import DatasetDep, DatasetId, IdempotencyKey, OwnerDep, SessionDep, check_id, not_found
 from api.errors import error, invalid
-from api.jsonbody import parse_json
+from api.jsonbody import check_length, parse_json
 from api.pages import Cursor, Limit, page
-from jobs import datasets, tables
+from jobs import datasets, storage, tables
 from jobs.db import session_scope
 from jobs.settings import get_settings
 from model.csvdata import CsvError, parse_points
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 
-_NUMBER = r"-?[0-9]{1,9}(\.[0-9]{1,9})?"
-CSV_PATTERN = rf"^(x,y\r?\n)?({_NUMBER},{_NUMBER}\r?\n)+$"
+# A CSV body comes as text/csv or as application/octet-stream: the one raw body that OpenAPI client
+# generators send (a file's bytes). Only the latter is in the document: a generator warns that it
+# cannot send text/csv and leaves the CSV upload out of the client.
+CSV_TYPES = ("text/csv", "application/octet-stream")
 _UPLOAD_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": schemas.DatasetIn.model_json_schema()},
-        # Documented narrower than accepted (any float syntax, any header): what a client should send.
-        "text/csv": {"schema": {"type": "string", "pattern": CSV_PATTERN}, "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n"},
+        "application/octet-stream": {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "CSV: x,y per line, an optional header line; the same bytes as text/csv.",
+            },
+            "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n",
+        },
     },
 }
+UploadName = Annotated[
+    schemas.Name | None,
+    Query(
+        description="The dataset's name; a CSV body has no place for one. With a JSON body that has a "
+        "name too, the two must be the same (else 422)."
+    ),
+]
 
 
 def dataset_out(d: tables.Dataset) -> schemas.Dataset:
     return schemas.Dataset.model_validate(d, from_attributes=True)
 
 
-def _parse(body: bytes, content_type: str) -> tuple[list[float], list[float], str | None]:
-    """(x, y, name) from a JSON or CSV body; 400, 415 or 422 naming the problem."""
+def _parse(body: bytes, content_type: str, limit: int) -> tuple[datasets.Array, datasets.Array, str | None]:
+    """(x, y, name) from a JSON or CSV body; 400, 415 or 422 naming the problem. Points over the
+    limit (more than it, not all of them) are measured before any list of Python floats is made."""
     if content_type == "text/csv":
+        points = datasets.read_csv(body, limit)
+        if points is not None:  # plain numbers, the usual CSV, read by numpy
+            return *points, None
         try:
             x, y = parse_points(body.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise HTTPException(400, "the CSV body is not UTF-8 text") from exc
         except CsvError as exc:
             raise invalid(("body",), str(exc)) from exc
-        return x, y, None
+        return np.array(x), np.array(y), None
     if content_type != "application/json":
-        raise HTTPException(415, "send application/json or text/csv")
+        raise HTTPException(415, "send application/json, or CSV as text/csv or application/octet-stream")
     data = parse_json(body)
+    for name in ("x", "y"):
+        check_length(data, (name,), limit, "points")
     try:
         parsed = schemas.DatasetIn.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
-    return parsed.x, parsed.y, parsed.name
+    del data  # its lists, as large as the body, are not needed any more
+    return np.array(parsed.x), np.array(parsed.y), parsed.name
 
 
-def _store(owner: str, body: bytes, content_type: str, idempotency_key: str | None) -> tuple[tables.Dataset, bool]:
-    x, y, name = _parse(body, content_type)
+def _store(
+    owner: str, body: bytes, content_type: str, idempotency_key: str | None, query_name: str | None
+) -> tuple[tables.Dataset, bool]:
     limit = get_settings().max_points
-    if len(x) > limit:
+    x, y, name = _parse(body, content_type, limit)
+    if x.size > limit:
         raise invalid(("body", "x"), f"at most {limit} points")
+    if query_name is not None:
+        if name is not None and name != query_name:
+            raise invalid(("query", "name"), "differs from the name in the body: give one, or the same in both")
+        name = query_name
+    # Without a query name, the hash of before: a retry of an upload made before there was one still matches.
+    query = b"" if query_name is None else b"?name=" + query_name.encode()
     row = datasets.build(
         owner=owner,
-        x=np.array(x),
-        y=np.array(y),
+        x=x,
+        y=y,
         name=name,
         idempotency_key=idempotency_key,
-        request_hash=hashlib.sha256(content_type.encode() + b"\n" + body).hexdigest(),
+        request_hash=hashlib.sha256(content_type.encode() + query + b"\n" + body).hexdigest(),
     )
     with session_scope() as session:
-        return datasets.create(session=session, dataset=row)
+        return storage.store_dataset(session=session, dataset=row, limit=get_settings().max_storage_bytes_per_owner)
 
 
 @router.post(
@@ -84,7 +116,7 @@ def _store(owner: str, body: bytes, content_type: str, idempotency_key: str | No
             "model": schemas.Dataset,
             "description": "The dataset an earlier request with this Idempotency-Key created.",
         },
-        **error(415, "The body is neither application/json nor text/csv."),
+        **error(415, "The body is neither application/json nor CSV (application/octet-stream or text/csv)."),
     },
 )
 async def upload_dataset(
@@ -92,11 +124,16 @@ async def upload_dataset(
     response: Response,
     owner: OwnerDep,
     idempotency_key: IdempotencyKey = None,
+    name: UploadName = None,
 ) -> schemas.Dataset:
-    """Store points: JSON {"x": [...], "y": [...], "name": ...} or CSV (x,y per line, optional header)."""
+    """Store points: JSON {"x": [...], "y": [...], "name": ...}, or CSV (x,y per line, an optional
+    header line) sent as `application/octet-stream` or `Content-Type: text/csv`, the same bytes
+    either way. The `name` query parameter names a CSV dataset (or a JSON one)."""
     body = await request.body()
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    dataset, created = await run_in_threadpool(_store, owner, body, content_type, idempotency_key)
+    if content_type in CSV_TYPES:
+        content_type = "text/csv"  # one request, whichever type it came as (its idempotency hash too)
+    dataset, created = await run_in_threadpool(_store, owner, body, content_type, idempotency_key, name)
     if not created:
         response.status_code = 200
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
@@ -125,3 +162,24 @@ def delete_dataset(dataset_id: DatasetId, owner: OwnerDep, session: SessionDep) 
     """Delete a dataset; 409 while a queued or running job uses it."""
     datasets.remove(session=session, owner=owner, dataset_id=check_id("ds", dataset_id))
     return Response(status_code=204)
+
+
+PlotPoints = Annotated[
+    int | None,
+    Query(
+        ge=2, le=1_000_000, description="At most this many points, evenly spaced in stored order (first and last in)."
+    ),
+]
+
+
+@router.get("/{dataset_id}/points", response_model=schemas.Points)
+def get_points(dataset: DatasetDep, session: SessionDep, max_points: PlotPoints = None) -> Response:
+    """The points in their stored order, or at most max_points of them evenly spaced (for plots)."""
+    # A sync route: decoding millions of points runs in a worker thread, not on the event loop.
+    points = datasets.read_points(session=session, dataset_id=dataset.id, max_points=max_points)
+    if points is None:  # deleted between the owner's check and this read
+        raise not_found("ds", dataset.id)
+    # Serialised by pydantic-core straight from the lists: response_model validation of millions
+    # of floats would cost seconds; stored points are finite, as the upload checked.
+    body = pydantic_core.to_json({"x": points[0].tolist(), "y": points[1].tolist()})
+    return Response(body, media_type="application/json")

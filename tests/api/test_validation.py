@@ -66,7 +66,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
         "w12",
     ),
     ("bad dtype", "POST", "/v1/jobs", {"json": job_with(dtype="float16")}, 422, "dtype"),
-    ("cuda without a GPU", "POST", "/v1/jobs", {"json": job_with(device="cuda")}, 422, "CUDA"),
+    ("cuda without a GPU", "POST", "/v1/jobs", {"json": job_with(device="cuda")}, 422, "GPU worker"),
     (
         "early stopping patience 0",
         "POST",

@@ -3,11 +3,12 @@
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, undefer
 
 from jobs import datasets, db, keys, lifecycle, migrate, reads
@@ -82,12 +83,14 @@ def test_claim_heartbeat_finish_by_the_current_attempt_only(session_factory) -> 
         job = new_job(s)
         assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) == 1
         assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) is None  # taken
-        beat = {"lease_seconds": 30, "epochs_completed": 1, "last_loss": 0.5}
+        beat: dict[str, Any] = {"lease_seconds": 30, "epochs_completed": 1, "last_loss": 0.5}
         assert lifecycle.heartbeat(session=s, run_id=job.id, attempt=1, **beat) is False
         # The lease runs out: the reaper queues it again and attempt 2 claims it.
         s.execute(update(Job).where(Job.id == job.id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         s.commit()
-        assert lifecycle.reap(session=s, max_attempts=3) == [(job.id, "train")]
+        assert lifecycle.reap(session=s, max_attempts=3) == 1
+        # Queued again, it is to be sent at once (it was sent long ago, at its submit).
+        assert lifecycle.undispatched(session=s, wait_seconds=3600) == [(job.id, "train")]
         assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) == 2
         # The stale attempt 1 wakes up: it can neither report nor finish.
         assert lifecycle.heartbeat(session=s, run_id=job.id, attempt=1, **beat) is None
@@ -110,8 +113,7 @@ def test_reaper_fails_a_job_after_max_attempts(session_factory) -> None:  # type
         job = new_job(s)
         for attempt in (1, 2, 3):
             assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=-1) is not None  # expired at once
-            requeued = lifecycle.reap(session=s, max_attempts=3)
-            assert requeued == ([(job.id, "train")] if attempt < 3 else [])
+            assert lifecycle.reap(session=s, max_attempts=3) == (1 if attempt < 3 else 0)
         s.expire_all()
         done = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
         assert (done.status, done.error_code, done.attempts) == (Status.FAILED, "worker_lost", 3)
@@ -234,3 +236,31 @@ def test_withdraw_takes_back_only_a_job_no_worker_claimed(session_factory) -> No
         assert s.scalar(select(Dataset.id).where(Dataset.id == unclaimed.dataset_id)) is None
         assert s.scalar(select(Job.status).where(Job.id == claimed.id)) == Status.RUNNING
         assert datasets.load_points(session=s, dataset_id=claimed.dataset_id) is not None
+
+
+def test_leases_run_on_the_database_clock_not_the_workers(
+    session_factory: Callable[[], Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose clock is an hour behind claims and heartbeats: the reaper, on time, must
+    not take its live run away (nor would one an hour ahead keep a dead run forever)."""
+    with session_factory() as s:
+        job = new_job(s)
+        behind = utcnow() - timedelta(hours=1)
+        monkeypatch.setattr(lifecycle, "utcnow", lambda: behind)
+        assert lifecycle.claim(session=s, run_id=job.id, lease_seconds=30) == 1
+        assert lifecycle.heartbeat(session=s, run_id=job.id, attempt=1, lease_seconds=30) is False
+        monkeypatch.undo()
+        assert lifecycle.reap(session=s, max_attempts=3) == 0
+        s.expire_all()
+        row = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
+        assert row.status == Status.RUNNING and row.lease_expires_at is not None
+        assert abs((row.lease_expires_at - utcnow()).total_seconds() - 30) < 5
+
+
+def test_nothing_non_finite_is_ever_written_to_a_json_column(session_factory: Callable[[], Session]) -> None:
+    with session_factory() as s:
+        job = new_job(s)
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises((StatementError, ValueError), match="Out of range float values are not JSON compliant"):
+                s.execute(update(Job).where(Job.id == job.id).values(result={"final_loss": bad}))
+            s.rollback()

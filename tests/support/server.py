@@ -23,7 +23,9 @@ def server_env(workdir: Path, **settings: str | None) -> dict[str, str]:
     server_env(tmp, max_points="10"); None leaves a setting at the service's default."""
     env = clean_env()
     env["TINYTRAIN_DATABASE_URL"] = f"sqlite:///{workdir / 'tinytrain.db'}"
-    env["TINYTRAIN_RATE_LIMIT"] = "100000/second"  # tests that are about the limit set their own
+    # Tests that are about these limits set their own.
+    env["TINYTRAIN_RATE_LIMIT"] = "100000/second"
+    env["TINYTRAIN_AUTH_FAILURE_LIMIT"] = "100000/minute"
     for name, value in settings.items():
         if value is None:
             env.pop(f"TINYTRAIN_{name.upper()}", None)
@@ -68,14 +70,15 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def start(self, ready: str = "/readyz") -> None:
+        """Start it and wait until ready (a path) answers 200."""
         log = self.workdir / f"serve-{time.monotonic_ns()}.log"
         with open(log, "w") as out:
             command = [str(BIN / "tinytrain"), "serve", "--port", str(self.port), *self.args]
             self.process = subprocess.Popen(
                 command, env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT
             )
-        wait_ready(f"{self.url}/readyz", self.process, log)
+        wait_ready(f"{self.url}{ready}", self.process, log)
         if not self.key:  # the first start made a key and printed it
             self.key = first_key(log.read_text())
 

@@ -92,7 +92,7 @@ def job_row(job_id: str) -> Job:
 def history(run_id: str, trial: int = 0) -> tuple[list[int], list[float], list[float] | None]:
     with new_session() as s:
         epochs, loss, val = results.read_history(s, run_id, trial, 0, None, None)
-    return epochs.tolist(), loss, val
+    return epochs.tolist(), loss.tolist(), val.tolist() if val is not None else None
 
 
 def history_count(run_id: str) -> int:
@@ -223,7 +223,7 @@ def take_over(table: type[Job] | type[SweepChunk], run_id: str) -> None:
     with new_session() as s:
         expired = utcnow() - timedelta(seconds=1)
         s.execute(update(table).where(table.id == run_id).values(lease_expires_at=expired))
-        assert lifecycle.reap(session=s, max_attempts=3) == [(run_id, "cpu")]
+        assert lifecycle.reap(session=s, max_attempts=3) == 1
         assert lifecycle.claim(session=s, run_id=run_id, lease_seconds=30) == 2
 
 
@@ -322,7 +322,7 @@ def submit_sweep(
     settings = get_settings().model_copy(update={"sweep_chunk_trials": chunk_trials})
     dispatched: list[tuple[str, str]] = []
     with new_session() as s:
-        admitted = admission.admit_sweep(session=s, request=request, settings=settings, has_cuda=False)
+        admitted = admission.admit_sweep(session=s, request=request, settings=settings, has_cuda=lambda: False)
         sweep, created = admission.enqueue(
             session=s,
             admitted=admitted,
