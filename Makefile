@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 # PyPI's Linux torch is the multi-GB CUDA build: without an NVIDIA GPU take the CPU wheel.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 
-.PHONY: install serve test lint bench bench-service bench-fleet load
+.PHONY: install serve test lint bench bench-service bench-fleet load screenshot
 
 $(BIN)/tinytrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,7 @@ load: install
 
 bench-fleet: install
 	$(BIN)/python -m benchmarks.fleet --service
+
+# docs/dashboard.png: the dashboard's job page mid-training, taken by its live-curve browser test.
+screenshot: install
+	DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(BIN)/pytest -q tests/api/test_dashboard.py -k loss_curve_draws_live

@@ -4,6 +4,10 @@ Celery only delivers "run X" (a job or a chunk of a sweep); the database row is 
 result backend), and run() re-reads it, so a duplicate or late message does nothing.
 """
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -11,12 +15,15 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from kombu.entity import Queue
 
-from jobs import lifecycle
+from jobs import lifecycle, workers
+from jobs.db import session_scope
 from jobs.settings import Settings, get_settings
 from worker.reaper import Reaper
 from worker.run import run
 
 QUEUES = tuple(lifecycle.QUEUES.values())
+ENDED = "tinytrain:ended"  # the Redis channel on which workers announce that a run ended
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings) -> Celery:
@@ -45,22 +52,49 @@ def make_app(settings: Settings) -> Celery:
         task_default_queue="train",
         task_ignore_result=True,
         worker_hijack_root_logger=False,
+        # Task events for Flower (docker compose's monitoring profile); nothing reads them otherwise.
+        worker_send_task_events=True,
     )
-    app.task(name="jobs.train")(run)
+    announcer = redis.Redis.from_url(settings.broker_url, socket_timeout=1, socket_connect_timeout=1)
+
+    def train(run_id: str) -> None:
+        try:
+            run(run_id)
+        finally:  # wakes the requests and streams waiting for it in every serve at once
+            try:
+                announcer.publish(ENDED, run_id)
+            except redis.RedisError:  # they learn it at their next poll instead
+                log.warning("could not announce the end of %s", run_id, exc_info=True)
+
+    app.task(name="jobs.train")(train)
     return app
 
 
 class CeleryExecutor:
     """Sends "run X" (a job or a sweep's chunk) to the queue of its device."""
 
-    has_cuda = True  # a GPU worker may join at any time; device=cuda runs wait in queue gpu
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = make_app(settings)
 
-    def start(self) -> None:
-        pass
+    def has_cuda(self) -> bool:
+        """Whether a live worker reads the gpu queue (else device=cuda would wait forever)."""
+        with session_scope() as session:
+            return workers.reading(session=session, queue=lifecycle.QUEUES["cuda"])
+
+    def start(self, on_end: Callable[[str], None]) -> None:
+        threading.Thread(target=self._listen, args=(on_end,), name="tinytrain-ended", daemon=True).start()
+
+    def _listen(self, on_end: Callable[[str], None]) -> None:
+        """on_end(run_id) for every run a worker announces; reconnects while Redis is away."""
+        while True:
+            try:
+                pubsub = redis.Redis.from_url(self.settings.broker_url).pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(ENDED)
+                for message in pubsub.listen():
+                    on_end(message["data"].decode())
+            except redis.RedisError:
+                time.sleep(1.0)
 
     def dispatch(self, run_id: str, queue: str) -> None:
         """Publish the message; raises if Redis does not answer within about a second."""
@@ -85,13 +119,21 @@ _reaper: Reaper | None = None
 
 
 @worker_ready.connect
-def _start_reaper(**_: Any) -> None:
+def _start_reaper(sender: Any, **_: Any) -> None:
     global _reaper
-    _reaper = Reaper(CeleryExecutor(get_settings()).dispatch)
+    name, queues = sender.hostname, [queue.name for queue in sender.task_consumer.queues]
+
+    def say_alive() -> None:
+        with session_scope() as session:
+            workers.alive(session=session, name=name, queues=queues)
+
+    _reaper = Reaper(CeleryExecutor(get_settings()).dispatch, chores=say_alive)
     _reaper.start()
 
 
 @worker_shutdown.connect
-def _stop_reaper(**_: Any) -> None:
+def _stop_reaper(sender: Any, **_: Any) -> None:
     if _reaper is not None:
         _reaper.stop()
+        with session_scope() as session:
+            workers.gone(session=session, name=sender.hostname)

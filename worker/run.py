@@ -9,9 +9,10 @@ a second, honour cancel and the deadline, store the result, all by the current a
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 import model
@@ -20,10 +21,33 @@ from jobs.db import session_scope
 from jobs.hyperparameters import config_from
 from jobs.settings import get_settings
 from jobs.status import Status
-from jobs.tables import Job, Sweep, SweepChunk, Trial
+from jobs.tables import History, Job, Sweep, SweepChunk, Trial
 from model.fleet import Fleet
+from worker import metrics
 
 log = logging.getLogger(__name__)
+
+
+# What a database that is restarting, unreachable or locked raises: worth another try.
+TRANSIENT = (OperationalError, InterfaceError)
+T = TypeVar("T")
+
+
+def retrying(what: str, fn: Callable[[], T], patience: float) -> T:
+    """fn(), tried again on a transient database error for up to patience seconds."""
+    deadline, delay = time.monotonic() + patience, 0.1
+    while True:
+        try:
+            return fn()
+        except TRANSIENT:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: the database did not answer; trying again in %.1f s", what, delay, exc_info=True)
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
+
+
+NewHistory = Callable[[int], list[History]]  # the history's segments from an epoch on
 
 
 class Progress:
@@ -31,29 +55,43 @@ class Progress:
 
     beat() extends the lease and records progress when progress_interval_seconds have passed,
     and learns from the row whether a cancel was asked or the attempt was lost; should_stop()
-    only reads what beat() and the deadline decided."""
+    only reads what beat() and the deadline decided. A beat the database does not answer is
+    skipped (training goes on, the next beat sends what this one had); the run gives up only
+    when no beat got through for a whole lease, as the reaper may have handed the run on."""
 
     def __init__(self, run_id: str, attempt: int, max_runtime_seconds: float | None) -> None:
         self.settings = get_settings()
         self.run_id, self.attempt = run_id, attempt
         self.started = time.monotonic()
         self.deadline = self.started + max_runtime_seconds if max_runtime_seconds else None
-        self.last_beat = self.started
+        self.last_beat = self.last_heard = self.started
+        self.written = 0  # epochs of the loss history stored so far
         self.reason: str | None = None  # why the run must stop: cancelled, timeout or lost
 
-    def beat(self, **progress: Any) -> None:
-        now = time.monotonic()
-        if now - self.last_beat < self.settings.progress_interval_seconds:
+    def beat(self, new_history: NewHistory | None = None, *, now: bool = False, **progress: Any) -> None:
+        moment = time.monotonic()
+        if not now and moment - self.last_beat < self.settings.progress_interval_seconds:
             return
-        self.last_beat = now
-        with session_scope() as session:
-            cancel = lifecycle.heartbeat(
-                session=session,
-                run_id=self.run_id,
-                attempt=self.attempt,
-                lease_seconds=self.settings.lease_seconds,
-                **progress,
-            )
+        self.last_beat = moment
+        segments = new_history(self.written) if new_history is not None else []
+        try:
+            with session_scope() as session:
+                cancel = lifecycle.heartbeat(
+                    session=session,
+                    run_id=self.run_id,
+                    attempt=self.attempt,
+                    lease_seconds=self.settings.lease_seconds,
+                    segments=segments,
+                    **progress,
+                )
+        except TRANSIENT:
+            log.warning("run %s: heartbeat failed; training on", self.run_id, exc_info=True)
+            if moment - self.last_heard > self.settings.lease_seconds:
+                self.reason = "lost"
+            return
+        self.last_heard = moment
+        if segments:
+            self.written = segments[-1].first_epoch + len(segments[-1].loss) // 8
         if cancel is None or cancel:
             self.reason = "lost" if cancel is None else "cancelled"
 
@@ -62,6 +100,10 @@ class Progress:
             self.reason = "timeout"
         return self.reason is not None
 
+    def on_start(self, device: str) -> None:
+        """The run's device, known once it claimed the run and chose where to train."""
+        self.beat(now=True, device=device)
+
 
 def run(run_id: str) -> None:
     """Run the job or chunk if it is queued; return quietly if it is gone, cancelled or taken."""
@@ -69,8 +111,14 @@ def run(run_id: str) -> None:
 
 
 def _claim(run_id: str) -> int | None:
-    with session_scope() as session:
-        return lifecycle.claim(session=session, run_id=run_id, lease_seconds=get_settings().lease_seconds)
+    lease = get_settings().lease_seconds
+
+    def claim() -> int | None:
+        with session_scope() as session:
+            return lifecycle.claim(session=session, run_id=run_id, lease_seconds=lease)
+
+    # Given up after a lease: the message is then gone, and the reaper sends the run again.
+    return retrying(f"claim {run_id}", claim, lease)
 
 
 def _train(
@@ -109,32 +157,48 @@ def _run_job(job_id: str) -> None:
         job = session.scalars(select(Job).where(Job.id == job_id)).one()
         hyperparameters, dataset_id, max_runtime = job.hyperparameters, job.dataset_id, job.max_runtime_seconds
     progress = Progress(job_id, attempt, max_runtime)
+    samples = metrics.SampleCount("job")
 
     def finish(status: Status, result: model.TrainResult | None = None, **error: str) -> None:
-        with session_scope() as session:
-            if lifecycle.finish(
-                session=session,
-                run_id=job_id,
-                attempt=attempt,
-                status=status,
-                result=results.scalars(result) if result else None,
-                device=result.device if result else None,
-                epochs_completed=result.epochs_completed if result else 0,
-                last_loss=result.final_loss if result else None,
-                **error,
-            ):
-                if result is not None:
-                    results.store_histories(session, [results.history_rows(job_id, 0, result)])
-            else:
+        def write() -> bool:
+            with session_scope() as session:
+                if lifecycle.finish(
+                    session=session,
+                    run_id=job_id,
+                    attempt=attempt,
+                    status=status,
+                    result=results.scalars(result) if result else None,
+                    device=result.device if result else None,
+                    epochs_completed=result.epochs_completed if result else 0,
+                    last_loss=result.final_loss if result else None,
+                    **error,
+                ):
+                    if result is not None:
+                        results.store_histories(session, [results.history_rows(job_id, 0, result)])
+                    return True
                 session.rollback()
+                return False
+
+        # Counted once written: a stale attempt's end is not an outcome.
+        if retrying(f"finish {job_id}", write, progress.settings.lease_seconds):
+            metrics.ended("job", [(status, error.get("error_code"))])
 
     def on_progress(fleet: Fleet) -> None:  # once per engine call, not per epoch
         done = int(fleet.epochs_completed()[0])
-        progress.beat(epochs_completed=done, last_loss=float(fleet.losses[0, done - 1]) if done else None)
+
+        def new_history(since: int) -> list[History]:
+            val = fleet.val_losses[0, since:done] if fleet.xv.shape[0] else None
+            return [results.segment(job_id, 0, since, fleet.losses[0, since:done], val)] if done > since else []
+
+        last_loss = float(fleet.losses[0, done - 1]) if done else None
+        samples.update(fleet)
+        progress.beat(new_history, epochs_completed=done, last_loss=last_loss)
 
     def train(points: datasets.Points) -> model.TrainResult:
         config = config_from(hyperparameters)
-        return model.train_fleet(*points, [config], on_progress=on_progress, should_stop=progress.should_stop)[0]
+        return model.train_fleet(
+            *points, [config], on_progress=on_progress, should_stop=progress.should_stop, on_start=progress.on_start
+        )[0]
 
     result: model.TrainResult | None = _train(job_id, dataset_id, finish, train)
     if result is None:
@@ -162,30 +226,38 @@ def _run_chunk(chunk_id: str) -> None:
         trials = session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index))
         configs = [config_from(hp) for hp in trials]
     progress = Progress(chunk_id, attempt, max_runtime)
+    samples = metrics.SampleCount("sweep")
 
     def finish(status: Status, fleet: list[model.TrainResult] | None = None, **error: str) -> None:
-        with session_scope() as session:
-            # The chunk's row first, as claim, reap and cancel lock it: the same lock order everywhere.
-            if not lifecycle.finish(
-                session=session,
-                run_id=chunk_id,
-                attempt=attempt,
-                status=status,
-                device=fleet[0].device if fleet else None,
-                epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
-                **error,
-            ):
-                session.rollback()
-            elif fleet is not None:
-                _store_trials(session, sweep_id, lo, fleet, objective, (status, error))
-            else:
+        def write() -> list[metrics.Outcome]:
+            with session_scope() as session:
+                # The chunk's row first, as claim, reap and cancel lock it: the same lock order everywhere.
+                if not lifecycle.finish(
+                    session=session,
+                    run_id=chunk_id,
+                    attempt=attempt,
+                    status=status,
+                    device=fleet[0].device if fleet else None,
+                    epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
+                    **error,
+                ):
+                    session.rollback()
+                    return []
+                if fleet is not None:
+                    return _store_trials(session, sweep_id, lo, fleet, objective, (status, error))
                 session.execute(update(Trial).where(in_chunk).values(status=status, **error))
+                return [(status, error.get("error_code"))] * (hi - lo)
+
+        metrics.ended("trial", retrying(f"finish {chunk_id}", write, progress.settings.lease_seconds))
 
     def on_progress(fleet: Fleet) -> None:
+        samples.update(fleet)
         progress.beat(epochs_completed=int(fleet.epochs_completed().sum()))
 
     def train(points: datasets.Points) -> list[model.TrainResult]:
-        return model.train_fleet(*points, configs, on_progress=on_progress, should_stop=progress.should_stop)
+        return model.train_fleet(
+            *points, configs, on_progress=on_progress, should_stop=progress.should_stop, on_start=progress.on_start
+        )
 
     fleet: list[model.TrainResult] | None = _train(chunk_id, dataset_id, finish, train)
     if fleet is None:
@@ -204,7 +276,7 @@ def _store_trials(
     fleet: list[model.TrainResult],
     objective: str,
     stop: tuple[Status, dict[str, str]],
-) -> None:
+) -> list[metrics.Outcome]:
     """Each trial's outcome: diverged is failed, one stopped before its end ends as the chunk
     does (cancelled, or failed on timeout), the rest succeeded. Histories beside them."""
     rows = [
@@ -213,3 +285,4 @@ def _store_trials(
     ]
     session.execute(update(Trial), rows)
     results.store_histories(session, [results.history_rows(sweep_id, lo + k, r) for k, r in enumerate(fleet)])
+    return [(row["status"], row["error_code"]) for row in rows]

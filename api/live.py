@@ -1,0 +1,153 @@
+"""What live event streams and waiting requests share in one serve process: a Watcher that reads
+the state of every followed job and sweep in one query a few times a second, and wakes the
+streams and requests whose run changed.
+
+A stream then reads only what is new, through the watcher's reads of this tick, which streams
+asking the same (the next entries of one job's history) share. So a stream costs no query per
+epoch, and a hundred streams of one job cost the database about what one does. Any serve process
+can stream any run: everything comes from the database, which the workers write as they train.
+The executor pokes the watcher when a run ends (the local pool's future, Celery's workers through
+Redis), so a request waiting for a job that takes milliseconds is answered in milliseconds.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from fastapi import HTTPException
+from sqlalchemy import case, func, select
+
+from api.deps import short_read
+from jobs.db import new_session
+from jobs.status import ACTIVE
+from jobs.tables import Job, Sweep, SweepChunk
+
+T = TypeVar("T")
+MAX_WAIT = 60  # seconds a request may ask to wait (Prefer: wait)
+State = tuple[Any, ...]  # of a job: (status, epochs completed); of a sweep: (status, epochs, chunks ended)
+
+
+def _states(ids: list[str]) -> dict[str, State]:
+    jobs = [i for i in ids if i.startswith("job_")]
+    sweeps = [i for i in ids if i.startswith("sw_")]
+    with new_session() as session:
+        found: dict[str, State] = {}
+        if jobs:
+            rows = session.execute(select(Job.id, Job.status, Job.epochs_completed).where(Job.id.in_(jobs)))
+            found |= {run_id: tuple(rest) for run_id, *rest in rows}
+        if sweeps:
+            ended = func.sum(case((SweepChunk.status.in_(ACTIVE), 0), else_=1))
+            rows = session.execute(
+                select(Sweep.id, Sweep.status, func.sum(SweepChunk.epochs_completed), ended)
+                .join(SweepChunk, SweepChunk.sweep_id == Sweep.id)
+                .where(Sweep.id.in_(sweeps))
+                .group_by(Sweep.id, Sweep.status)
+            )
+            found |= {run_id: tuple(rest) for run_id, *rest in rows}
+        return found
+
+
+class Watcher:
+    """Polls the followed runs every interval seconds while any stream follows one."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._following: dict[str, int] = {}  # run id: streams following it
+        self._states: dict[str, State] = {}
+        self._tick = asyncio.Condition()
+        self._reads: dict[Hashable, asyncio.Future[Any]] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._poked = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def streams(self) -> int:
+        """How many streams follow a run now."""
+        return sum(self._following.values())
+
+    @asynccontextmanager
+    async def follow(self, run_id: str) -> AsyncIterator[None]:
+        self._following[run_id] = self._following.get(run_id, 0) + 1
+        self._loop = asyncio.get_running_loop()
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="tinytrain-watcher")
+        try:
+            yield
+        finally:
+            self._following[run_id] -= 1
+            if not self._following[run_id]:
+                del self._following[run_id]
+
+    def state(self, run_id: str) -> State | None:
+        """The run's state at the last tick (None before its first)."""
+        return self._states.get(run_id)
+
+    async def changed(self, run_id: str, seen: State | None) -> None:
+        """Return once the run's state is other than seen (at the next tick at the earliest)."""
+        async with self._tick:
+            await self._tick.wait()
+            # A run no longer there (deleted) counts as changed: its stream then finds it gone.
+            await self._tick.wait_for(lambda: self._states.get(run_id) != seen)
+
+    async def read(self, key: Hashable, fn: Callable[[], T]) -> T:
+        """fn(), a database read; streams that ask for the same key within one tick share one read."""
+        if key not in self._reads:
+            self._reads[key] = asyncio.ensure_future(short_read(fn))
+        result: T = await self._reads[key]
+        return result
+
+    def poke(self, run_id: str) -> None:
+        """From any thread: run_id ended, poll now rather than at the next tick."""
+        if self._loop is not None and run_id in self._following:
+            self._loop.call_soon_threadsafe(self._poked.set)
+
+    async def _poll(self) -> None:
+        # Ends when no stream follows anything: an idle serve polls nothing.
+        while self._following:
+            self._poked.clear()
+            states = await short_read(_states, list(self._following))
+            async with self._tick:
+                self._states, self._reads = states, {}
+                self._tick.notify_all()
+            try:
+                await asyncio.wait_for(self._poked.wait(), self.interval)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+
+
+async def until_ended(watcher: Watcher, job_id: str, seconds: float, read: Callable[[], Awaitable[T]]) -> T:
+    """read() once the job has ended or seconds have passed, whichever is first: the waiting holds
+    no thread and makes no query of its own (the watcher's poll covers every waiting request)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    async with watcher.follow(job_id):
+        while True:
+            seen = watcher.state(job_id)
+            if seen is not None and seen[0] not in ACTIVE:
+                return await read()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return await read()
+            try:
+                await asyncio.wait_for(watcher.changed(job_id, seen), left)
+            except TimeoutError:
+                return await read()
+
+
+def prefer_wait(prefer: str | None) -> int | None:
+    """The seconds of a `Prefer: wait=N` header (RFC 7240; N from 0 to 60), None without one;
+    HTTPException 400 for a wait that is not such a number."""
+    if prefer is None:
+        return None
+    for preference in prefer.split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            value = value.strip().strip('"')
+            if not value.isdigit() or int(value) > MAX_WAIT:
+                raise HTTPException(400, f"Prefer: wait must be a whole number of seconds from 0 to {MAX_WAIT}")
+            return int(value)
+    return None
