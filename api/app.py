@@ -8,10 +8,11 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from api import errors
+from api.deps import KeyBeforeBody
 from api.limits import BodySizeLimit
+from api.live import Watcher
 from api.ratelimit import RateLimit
-from api.routes import datasets, jobs, service, sweeps
-from jobs import db, lifecycle
+from api.routes import datasets, events, jobs, metrics, plots, service, sweeps, ui
 from jobs.settings import get_settings
 from worker.executor import make_executor
 from worker.reaper import Reaper
@@ -32,24 +33,41 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
-        executor.start()
-        with db.session_scope() as session:
-            backlog = lifecycle.queued(session=session)
-        for job_id, queue in backlog:  # queued before a restart: their dispatch may be lost
-            executor.dispatch(job_id, queue)
-        reaper = Reaper(executor.dispatch)
+        executor.start(app.state.watcher.poke)
+        # Its first pass sends every queued run: a message sent before a restart may be lost.
+        # In the thread, so that serve starts (and says what is down) while the queue is down.
+        reaper = Reaper(executor.dispatch, send_all_first=True)
         reaper.start()
         yield
         reaper.stop()
+        await app.state.watcher.stop()
         executor.shutdown()
 
-    app = FastAPIOffline(title="tinytrain", version="1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(
+        title="tinytrain",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # Operation ids are the route functions' names (submit_job, get_result): a generated
+        # client's methods read as the API does, not as submit_job_v1_jobs_post.
+        generate_unique_id_function=lambda route: route.name,
+    )
     app.state.executor = executor
+    app.state.readiness = service.Readiness(executor)
+    app.state.metrics = metrics.Exporter(app.state.readiness)
+    app.state.watcher = Watcher(settings.progress_interval_seconds)
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
-    for router in (datasets.router, jobs.router, sweeps.router):
+    for router in (datasets.router, jobs.router, plots.router, sweeps.router, events.router):
         app.include_router(router, prefix="/v1", responses=errors.ERRORS)
     app.include_router(service.router)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(metrics.router)
+    app.include_router(ui.router)
+    app.mount("/ui", ui.files, name="ui")
+    # The key before the body (KeyBeforeBody), inside the cheaper check of its declared size.
+    app.add_middleware(KeyBeforeBody)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_predict_points=settings.max_predict_points)
+    # Outermost: the latency of every answer, the 401s, 413s and 429s of the checks inside too.
+    app.add_middleware(metrics.RequestLatency)
     errors.install(app)
     return app

@@ -1,13 +1,25 @@
 """Request and response bodies of the HTTP API (docs/api.md; the live reference is /docs)."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from jobs.hyperparameters import RANGES, SWEEPABLE
 from jobs.status import Status
 from model import TrainConfig
+from model.config import Device, Dtype
 
 # Printable text: a control character (a NUL byte above all, which PostgreSQL cannot store) is a 422.
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
@@ -76,7 +88,13 @@ class Hyperparameters(Strict):
     """How to train; the defaults are model.TrainConfig's."""
 
     learning_rate: Annotated[float, Field(gt=0)] = DEFAULT.learning_rate
-    batch_size: Annotated[int, Field(ge=1)] = DEFAULT.batch_size
+    batch_size: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description=f"Points per mini-batch; not given: all the training points, at most {DEFAULT.batch_size}.",
+        ),
+    ] = None
     epochs: Annotated[int, Field(ge=1)] = DEFAULT.epochs
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = DEFAULT.seed
     shuffle: bool = DEFAULT.shuffle
@@ -84,8 +102,52 @@ class Hyperparameters(Strict):
     initial_parameters: Parameters | None = None
     validation_fraction: Annotated[float, Field(ge=0, lt=0.5)] = DEFAULT.validation_fraction
     early_stopping: EarlyStopping | None = None
-    dtype: Literal["float32", "float64"] = DEFAULT.dtype
-    device: Literal["auto", "cpu", "cuda"] = DEFAULT.device
+    dtype: Dtype = DEFAULT.dtype
+    device: Device = DEFAULT.device
+
+
+class ResolvedEarlyStopping(BaseModel):
+    patience: int
+    min_delta: float
+
+
+class ResolvedHyperparameters(BaseModel):
+    """The hyperparameters a run trains with: every field of Hyperparameters resolved, batch_size
+    a number (the one given, or the one that "not given" chose), seed included."""
+
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    seed: int
+    shuffle: bool
+    drop_last: bool
+    initial_parameters: Parameters | None
+    validation_fraction: float
+    early_stopping: ResolvedEarlyStopping | None
+    dtype: Dtype
+    device: Device
+
+
+@dataclass(frozen=True)
+class SchemaOf:
+    """Annotated metadata: the field's JSON schema is model's, whatever the field's Python type."""
+
+    model: type[BaseModel]
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        model = self.model.__pydantic_core_schema__
+        # By reference, not inlined: one component (one generated class), however many fields use it.
+        assert model["type"] == "model" and "ref" in model, model["type"]
+        return handler(core_schema.definitions_schema(core_schema.definition_reference_schema(model["ref"]), [model]))
+
+
+def _resolved(hyperparameters: dict[str, Any]) -> dict[str, Any]:
+    return ResolvedHyperparameters.model_validate(hyperparameters).model_dump()
+
+
+# Documented and checked as ResolvedHyperparameters, held as the plain dict the database stores: the
+# code that reads a run's hyperparameters by name (the varied ones of a sweep) goes on doing so.
+HyperparameterValues = Annotated[dict[str, Any], AfterValidator(_resolved), SchemaOf(ResolvedHyperparameters)]
 
 
 class RunIn(Strict):
@@ -159,7 +221,7 @@ class RunOut(BaseModel):
     name: str | None
     status: Status
     dataset_id: str
-    hyperparameters: dict[str, Any]  # all resolved, seed included (a sweep's: the base)
+    hyperparameters: HyperparameterValues  # a sweep's: the base
     max_runtime_seconds: float | None
     created_at: datetime
     started_at: datetime | None
@@ -201,6 +263,14 @@ class ErrorOut(BaseModel):
     """An error other than a validation error: what went wrong, in words."""
 
     detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
 
 
 class Range(Strict):
@@ -317,7 +387,7 @@ class SweepProgress(BaseModel):
 
 class Best(BaseModel):
     index: int
-    hyperparameters: dict[str, Any]
+    hyperparameters: HyperparameterValues
     objective: float
     parameters: Parameters
 
@@ -338,7 +408,7 @@ class SweepSummary(BaseModel):
     name: str | None
     status: Status
     dataset_id: str
-    hyperparameters: dict[str, Any]
+    hyperparameters: HyperparameterValues
     max_runtime_seconds: float | None
     objective: str
     created_at: datetime
@@ -349,7 +419,7 @@ class SweepSummary(BaseModel):
 
 class TrialBase(BaseModel):
     index: int
-    hyperparameters: dict[str, Any]  # all resolved
+    hyperparameters: HyperparameterValues
     status: Status
     error: Error | None
     objective: float | None
@@ -361,3 +431,21 @@ class Trial(TrialBase):
 
 class TrialWithResult(TrialBase):
     result: Result | None  # the whole Result: histories too
+
+
+class JobProgressEvent(BaseModel):
+    """A job's `progress` event: the loss-history entries of epochs start+1..epochs_completed."""
+
+    epochs_completed: int
+    epochs: int
+    start: int
+    loss: list[float]
+    validation_loss: list[float] | None
+
+
+class SweepProgressEvent(BaseModel):
+    """A sweep's `progress` event: its trial counts and epochs summed over the trials."""
+
+    trials: TrialCounts
+    epochs_completed: int
+    epochs: int

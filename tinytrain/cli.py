@@ -3,7 +3,10 @@
 import dataclasses
 import inspect
 import json
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -24,6 +27,7 @@ from jobs.settings import Settings, get_settings
 from model.config import Device, Dtype
 from model.csvdata import parse_points
 from model.fleet import Fleet
+from tinytrain import remote
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="tinytrain: training as a service.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
@@ -172,6 +176,7 @@ def _named(pairs: list[str], parse: Any, flag: str) -> dict[str, Any]:
 @app.command()
 @with_train_flags
 def sweep(
+    ctx: typer.Context,
     data: Data,
     grid: Annotated[list[str] | None, typer.Option(help="NAME=V1,V2,...: values to try (repeatable).")] = None,
     random: Annotated[int | None, typer.Option(help="Draw this many trials at random instead of a grid.")] = None,
@@ -182,10 +187,20 @@ def sweep(
     objective: Annotated[str | None, typer.Option(help="final_loss or final_validation_loss.")] = None,
     top: Annotated[int, typer.Option(help="Rows of the leaderboard.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trials and the best, as JSON.")] = False,
+    server: remote.ServerOption = None,
+    key: remote.KeyOption = None,
+    wait: Annotated[bool, typer.Option("--wait", help="With --server: follow it, then print the leaderboard.")] = False,
     **flags: Any,
 ) -> None:
     """Train many trials of one dataset locally with the fleet engine: a grid or random draws,
-    the train flags as the base; then the best trials as a table."""
+    the train flags as the base; then the best trials as a table. With --server (or
+    TINYTRAIN_URL), the service runs the sweep instead."""
+    if server:
+        asked = remote.Draws(grid, random, random_seed, range_, objective)
+        remote.sweep_on_server(
+            ctx, data, asked, server=server, key=key, top=top, wait=wait, as_json=as_json, flags=flags
+        )
+        return
     try:
         settings = get_settings()
         x, y = parse_points(data.read_text())
@@ -260,28 +275,65 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     processes: Annotated[int, typer.Option(help="HTTP processes (each with its own executor); one per core.")] = 1,
+    first_key: Annotated[
+        bool,
+        typer.Option(
+            help="With no key in the database, make one for owner 'default' and print it. Off where "
+            "stdout is kept (docker compose logs): make keys with `tinytrain keys create` instead."
+        ),
+    ] = True,
 ) -> None:
     """Run the HTTP API with its executor (TINYTRAIN_EXECUTOR); migrates the database first."""
     import uvicorn
 
     _migrated()
     with session_scope() as session:
-        if not keys.any_key(session=session):
+        if first_key and not keys.any_key(session=session):
             key = keys.create(session=session, owner="default")
             typer.echo(f"No API key existed, so one was made for owner 'default' (it is shown only now):\n{key}")
-    uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=processes, log_level="info")
+    made = _metrics_dir()
+    try:
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=processes, log_level="info")
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _metrics_dir() -> str | None:
+    """Set PROMETHEUS_MULTIPROC_DIR for serve's processes (HTTP and local pool inherit it), so
+    that their counters add up (worker/metrics.py): the operator's, else a fresh directory,
+    returned to be removed when serve ends. Before anything imports prometheus_client."""
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
+        return None
+    # Fresh: files left by an earlier serve would add its counts to this one's.
+    made = tempfile.mkdtemp(prefix="tinytrain-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
 
 
 @app.command()
 def worker(
     queues: Annotated[str | None, typer.Option(help="Default: gpu,train with a GPU, else cpu,train.")] = None,
     concurrency: Annotated[int | None, typer.Option(help="Training threads: one per core (CPU), one per GPU.")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this worker's metrics for Prometheus on this port (compose: 9100); off by default."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="The address --metrics-port listens on.")] = "127.0.0.1",
 ) -> None:
     """Run a Celery worker for this machine: warm the engine, then take jobs from Redis."""
-    import os
-
+    # One process (its pool is threads): its counters stay in its memory, not in files that a
+    # serve given the same directory would sum as its own.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from model.training import cuda_available
     from worker.celery_app import make_app
+    from worker.metrics import serve_metrics
+
+    if metrics_port is not None:
+        token = get_settings().metrics_token
+        serve_metrics(metrics_host, metrics_port, token.get_secret_value() if token else None)
 
     gpu = cuda_available()
     model.warm_up()  # compiled before any job arrives; the pool's threads share it
@@ -344,3 +396,10 @@ def _migrated() -> Settings:
     settings = get_settings()
     migrate.upgrade(settings.database_url)
     return settings
+
+
+# The commands that talk to a server (tinytrain/remote.py).
+app.command()(with_train_flags(remote.submit))
+app.add_typer(remote.jobs_app, name="jobs")
+app.add_typer(remote.sweeps_app, name="sweeps")
+app.add_typer(remote.datasets_app, name="datasets")

@@ -1,22 +1,30 @@
 """/v1/jobs: submit, read, list, cancel, result, predict."""
 
 import math
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 import numpy as np
-from fastapi import APIRouter, Depends, Query, Response
+import numpy.typing as npt
+import pydantic_core
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
 import model
 from api import schemas
-from api.deps import ExecutorDep, IdempotencyKey, JobDep, JobId, OwnerDep, SessionDep, check_id
+from api.deps import ExecutorDep, IdempotencyKey, JobDep, JobId, OwnerDep, SessionDep, check_id, short_read
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
+from api.live import prefer_wait, until_ended
 from api.pages import Cursor, Limit, owned_page
-from jobs import admission, lifecycle, results, tables
+from jobs import admission, lifecycle, reads, results, storage, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
-from jobs.status import Status
+from jobs.status import ACTIVE, Status
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
@@ -102,11 +110,45 @@ class Submission:
 SubmissionDep = Annotated[Submission, Depends()]
 
 
-@router.post("", status_code=202, responses={200: {"model": schemas.Job, **CREATED_BEFORE}, **QUEUE_DOWN})
-def submit_job(body: schemas.JobIn, submission: SubmissionDep) -> schemas.Job:
-    """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset)."""
-    job = submission.submit(body)
+PreferHeader = Annotated[
+    str | None,
+    Header(
+        description="`wait=N` (RFC 7240, N from 0 to 60): answer when the job has ended, or after N seconds.",
+        examples=["wait=10"],
+    ),
+]
+ENDED_WITHIN = {"model": schemas.Job, "description": "The job ended within the Prefer: wait (or was created before)."}
+
+
+async def _waited(request: Request, response: Response, job: tables.Job, seconds: int | None) -> tables.Job:
+    """The job once it ended or `seconds` passed (Prefer: wait), read again; job itself without a wait."""
+    if seconds is None:
+        return job
+    response.headers["Preference-Applied"] = f"wait={seconds}"
+    if job.status not in ACTIVE:
+        return job
+
+    async def read() -> tables.Job:
+        found = await short_read(reads.owned_by_id, tables.Job, job.id)
+        return found or job  # deleted meanwhile: what was read before
+
+    return await until_ended(request.app.state.watcher, job.id, seconds, read)
+
+
+@router.post("", status_code=202, responses={200: ENDED_WITHIN, **QUEUE_DOWN})
+async def submit_job(
+    body: schemas.JobIn, submission: SubmissionDep, request: Request, prefer: PreferHeader = None
+) -> schemas.Job:
+    """Queue a training job on a stored dataset (dataset_id) or on points sent inline (dataset).
+
+    With `Prefer: wait=N`, the answer comes when the job has ended (200, with its result) or
+    after N seconds (202), whichever is first."""
+    seconds = prefer_wait(prefer)
+    job = await run_in_threadpool(submission.submit, body)
     assert isinstance(job, tables.Job)
+    job = await _waited(request, submission.response, job, seconds)
+    if job.status not in ACTIVE:
+        submission.response.status_code = 200
     return job_out(job)
 
 
@@ -123,9 +165,10 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-async def get_job(job: JobDep) -> schemas.Job:
-    """A job: status, progress, error and the scalars of its (partial) result."""
-    return job_out(job)
+async def get_job(job: JobDep, request: Request, response: Response, prefer: PreferHeader = None) -> schemas.Job:
+    """A job: status, progress, error and the scalars of its (partial) result. With
+    `Prefer: wait=N`, the answer comes when the job has ended or after N seconds."""
+    return job_out(await _waited(request, response, job, prefer_wait(prefer)))
 
 
 @router.post("/{job_id}/cancel", status_code=202, responses=error(409, "The job has already finished."))
@@ -140,34 +183,68 @@ def _succeeded(job: tables.Job) -> dict[str, Any]:
     return job.result
 
 
-def full_result(
-    session: SessionDep,
+# Encoding a big result holds the GIL (a million epochs: some 20 MB of JSON), and every thread
+# that wants the GIL shrinks the event loop's share of it: one big result encodes at a time, the
+# others wait on the loop, not in a request thread; and it encodes in short pieces.
+_BIG_RESULTS = anyio.CapacityLimiter(1)
+_BIG = 100_000  # history entries from which a result waits its turn (2 MB of JSON)
+_PIECE = 8192  # history entries per encoder call: well under a millisecond with the GIL held
+
+
+def _json_array(values: npt.NDArray[Any] | None) -> Iterator[bytes]:
+    if values is None:
+        yield b"null"
+        return
+    yield b"["
+    for i in range(0, values.size, _PIECE):
+        time.sleep(0)  # lets the GIL go: the event loop, if it waits for it, gets it now
+        piece = pydantic_core.to_json(values[i : i + _PIECE].tolist(), inf_nan_mode="null")
+        yield (b"," if i else b"") + piece[1:-1]
+    yield b"]"
+
+
+async def result_response(
+    session: Session,
     scalars: dict[str, Any],
     run_id: str,
     trial: int,
     start: int,
     stop: int | None,
     max_points: int | None,
-) -> schemas.Result:
-    """The Result with the histories of epochs [start, stop), at most max_points of them."""
+    before: bytes = b"",
+) -> Response:
+    """A Result (after `before`, the JSON of what holds it): its scalars, and the histories of
+    epochs [start, stop) (at most max_points of them) encoded in a thread from the arrays the
+    database gave, in pieces (FastAPI would build and encode a model of a million floats in one
+    call on the event loop); big ones one at a time."""
     # No history is longer than max_epochs: clamping changes no answer and keeps the byte
     # offsets the database computes within its integer type.
     longest = min(get_settings().max_epochs, 2**27)
     start, stop = min(start, longest), min(stop, longest) if stop is not None else None
-    epochs, loss, val = results.read_history(session, run_id, trial, start, stop, max_points)
     sliced = start > 0 or stop is not None or max_points is not None
-    return schemas.Result(
-        **scalars, loss_history=loss, validation_loss_history=val, epochs=epochs.tolist() if sliced else None
-    )
+
+    def encode() -> bytes:
+        epochs, loss, val = results.read_history(session, run_id, trial, start, stop, max_points)
+        body = [before, schemas.ResultSummary.model_validate(scalars).model_dump_json().encode()[:-1]]
+        for name, values in (
+            ("loss_history", loss),
+            ("validation_loss_history", val),
+            ("epochs", epochs if sliced else None),
+        ):
+            body += [f',"{name}":'.encode(), *_json_array(values)]
+        return b"".join([*body, b"}}" if before else b"}"])
+
+    limiter = _BIG_RESULTS if scalars["epochs_completed"] >= _BIG else None
+    return Response(await anyio.to_thread.run_sync(encode, limiter=limiter), media_type="application/json")
 
 
-@router.get("/{job_id}/result", responses=error(409, "The job has not succeeded."))
-def get_result(
+@router.get("/{job_id}/result", response_model=schemas.Result, responses=error(409, "The job has not succeeded."))
+async def get_result(
     job: JobDep, session: SessionDep, start: Start = 0, stop: Stop = None, max_points: MaxPoints = None
-) -> schemas.Result:
+) -> Response:
     """The seven learned parameters and the loss histories (whole, a slice of epochs, or at most
     max_points evenly spaced epochs, first and last included); 409 unless the job succeeded."""
-    return full_result(session, _succeeded(job), job.id, 0, start, stop, max_points)
+    return await result_response(session, _succeeded(job), job.id, 0, start, stop, max_points)
 
 
 def predicted(parameters: dict[str, float], x: list[float]) -> schemas.PredictOut:
@@ -181,3 +258,11 @@ def predicted(parameters: dict[str, float], x: list[float]) -> schemas.PredictOu
 def predict(job: JobDep, body: schemas.PredictIn) -> schemas.PredictOut:
     """The trained network's output for each x; 409 unless the job succeeded."""
     return predicted(_succeeded(job)["parameters"], body.x)
+
+
+@router.delete("/{job_id}", status_code=204, responses=error(409, "The job is queued or running."))
+def delete_job(job_id: JobId, owner: OwnerDep, session: SessionDep) -> Response:
+    """Delete a finished job with its result, and its dataset if it was sent inline and nothing else
+    uses it; 409 while the job is queued or running (cancel it first)."""
+    storage.remove_job(session=session, owner=owner, job_id=check_id("job", job_id))
+    return Response(status_code=204)

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from api import schemas
-from api.deps import OwnerDep, SessionDep, SweepDep, SweepId, check_id
+from api.deps import OwnerDep, SessionDep, SweepDep, SweepId, check_id, short_read
 from api.errors import error
 from api.jsonbody import JSONRoute
 from api.pages import Cursor, Limit, owned_page
@@ -16,8 +16,8 @@ from api.routes.jobs import (
     Start,
     Stop,
     SubmissionDep,
-    full_result,
     predicted,
+    result_response,
     run_fields,
 )
 from jobs import lifecycle, sweeps, tables
@@ -118,19 +118,23 @@ def list_trials(
     )
 
 
-@router.get("/{sweep_id}/trials/{index}")
-def get_trial(
+@router.get("/{sweep_id}/trials/{index}", response_model=schemas.TrialWithResult)
+async def get_trial(
     sweep: SweepDep,
     index: Index,
     session: SessionDep,
     start: Start = 0,
     stop: Stop = None,
     max_points: MaxPoints = None,
-) -> schemas.TrialWithResult:
+) -> Response:
     """One trial with its whole result (histories: whole, a slice of epochs, or at most max_points)."""
-    trial = sweeps.trial(session, sweep.id, index)
-    result = trial.result and full_result(session, trial.result, sweep.id, index, start, stop, max_points)
-    return schemas.TrialWithResult(**dict(trial_out(trial)) | {"result": result})
+    trial = await short_read(sweeps.trial, session, sweep.id, index)
+    if trial.result is None:
+        return Response(
+            schemas.TrialWithResult(**dict(trial_out(trial))).model_dump_json(), media_type="application/json"
+        )
+    before = trial_out(trial).model_dump_json(exclude={"result"}).encode()[:-1] + b',"result":'
+    return await result_response(session, trial.result, sweep.id, index, start, stop, max_points, before)
 
 
 @router.post("/{sweep_id}/trials/{index}/predict", responses=error(409, "The trial has not succeeded."))
