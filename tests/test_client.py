@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 import model
+from tests.support.celery import Stack
 from tests.support.data import sine_points
 from tests.support.ports import free_port
 from tests.support.proxy import Proxy
@@ -368,3 +369,21 @@ def test_a_submit_delete_or_cancel_whose_answer_was_lost_is_retried_and_done_onc
     finally:
         proxy.down()
     assert sum("retrying" in m for m in retries()) == 3
+
+
+def test_the_client_through_celery_workers(celery_stack: Callable[..., Stack]) -> None:
+    """The same calls with the Celery executor: the end of a run reaches wait() from the worker
+    (through Redis), the history streams from what the worker stored as it trained."""
+    stack = celery_stack(workers=1)
+    with Client(stack.server.url, stack.server.key) as client:
+        job = client.submit(x=POINTS["x"], y=POINTS["y"], **QUICK)
+        done = client.wait(job.id, timeout=60)
+        assert done.status == "succeeded" and done.result is not None
+        streamed = [e for e in client.events(job.id) if isinstance(e, JobProgressEvent)]
+        result = client.result(job.id)
+        assert [v for e in streamed for v in e.loss] == result.loss_history
+        y = client.predict(job.id, [0.0, 1.0])
+        assert y == pytest.approx(model.predict(result.parameters.model_dump(), [0.0, 1.0]))
+        long = client.submit(x=POINTS["x"], y=POINTS["y"], **LONG)
+        client.cancel(long.id)
+        assert client.wait(long.id, timeout=30).status == "cancelled"
