@@ -25,6 +25,7 @@ from jobs.tables import Job, Sweep, SweepChunk
 
 T = TypeVar("T")
 MAX_WAIT = 60  # seconds a request may ask to wait (Prefer: wait)
+ANSWER_MARGIN = 0.2  # seconds before a wait's end at which its answer is read and sent
 State = tuple[Any, ...]  # of a job: (status, epochs completed); of a sweep: (status, epochs, chunks ended)
 
 
@@ -120,10 +121,15 @@ class Watcher:
             self._poller.cancel()
 
 
-async def until_ended(watcher: Watcher, job_id: str, seconds: float, read: Callable[[], Awaitable[T]]) -> T:
-    """read() once the job has ended or seconds have passed, whichever is first: the waiting holds
-    no thread and makes no query of its own (the watcher's poll covers every waiting request)."""
-    deadline = asyncio.get_running_loop().time() + seconds
+def wait_deadline(seconds: int) -> float:
+    """The event loop's time by which a request that arrived now with `Prefer: wait=seconds` must
+    have its answer on its way: a moment early, as the answer still has to be read and written."""
+    return asyncio.get_running_loop().time() + max(0.0, seconds - ANSWER_MARGIN)
+
+
+async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Callable[[], Awaitable[T]]) -> T:
+    """read() once the job has ended or the loop's time reached deadline, whichever is first: the
+    waiting holds no thread and makes no query of its own (the watcher's poll covers them all)."""
     async with watcher.follow(job_id):
         while True:
             seen = watcher.state(job_id)

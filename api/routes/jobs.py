@@ -19,7 +19,7 @@ from api import schemas
 from api.deps import ExecutorDep, IdempotencyKey, JobDep, JobId, OwnerDep, SessionDep, check_id, short_read
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
-from api.live import prefer_wait, until_ended
+from api.live import prefer_wait, until_ended, wait_deadline
 from api.pages import Cursor, Limit, owned_page
 from jobs import admission, lifecycle, reads, results, storage, tables
 from jobs.errors import Conflict
@@ -120,8 +120,11 @@ PreferHeader = Annotated[
 ENDED_WITHIN = {"model": schemas.Job, "description": "The job ended within the Prefer: wait (or was created before)."}
 
 
-async def _waited(request: Request, response: Response, job: tables.Job, seconds: int | None) -> tables.Job:
-    """The job once it ended or `seconds` passed (Prefer: wait), read again; job itself without a wait."""
+async def _waited(
+    request: Request, response: Response, job: tables.Job, seconds: int | None, deadline: float
+) -> tables.Job:
+    """The job once it ended or the wait is over (Prefer: wait=seconds, the answer by deadline),
+    read again; job itself without a wait."""
     if seconds is None:
         return job
     response.headers["Preference-Applied"] = f"wait={seconds}"
@@ -132,7 +135,7 @@ async def _waited(request: Request, response: Response, job: tables.Job, seconds
         found = await short_read(reads.owned_by_id, tables.Job, job.id)
         return found or job  # deleted meanwhile: what was read before
 
-    return await until_ended(request.app.state.watcher, job.id, seconds, read)
+    return await until_ended(request.app.state.watcher, job.id, deadline, read)
 
 
 @router.post("", status_code=202, responses={200: ENDED_WITHIN, **QUEUE_DOWN})
@@ -144,9 +147,10 @@ async def submit_job(
     With `Prefer: wait=N`, the answer comes when the job has ended (200, with its result) or
     after N seconds (202), whichever is first."""
     seconds = prefer_wait(prefer)
+    deadline = wait_deadline(seconds or 0)  # counted from the request's arrival, submitting included
     job = await run_in_threadpool(submission.submit, body)
     assert isinstance(job, tables.Job)
-    job = await _waited(request, submission.response, job, seconds)
+    job = await _waited(request, submission.response, job, seconds, deadline)
     if job.status not in ACTIVE:
         submission.response.status_code = 200
     return job_out(job)
@@ -168,7 +172,8 @@ def list_jobs(
 async def get_job(job: JobDep, request: Request, response: Response, prefer: PreferHeader = None) -> schemas.Job:
     """A job: status, progress, error and the scalars of its (partial) result. With
     `Prefer: wait=N`, the answer comes when the job has ended or after N seconds."""
-    return job_out(await _waited(request, response, job, prefer_wait(prefer)))
+    seconds = prefer_wait(prefer)
+    return job_out(await _waited(request, response, job, seconds, wait_deadline(seconds or 0)))
 
 
 @router.post("/{job_id}/cancel", status_code=202, responses=error(409, "The job has already finished."))

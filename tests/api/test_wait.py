@@ -30,12 +30,13 @@ def test_a_tiny_job_is_one_request_and_a_long_one_answers_at_the_waits_end(share
         started = time.monotonic()
         slow = c.post("/v1/jobs", json=LONG, headers={"Prefer": "respond-async, wait=1"})
         assert slow.status_code == 202 and slow.json()["status"] in ("queued", "running")
-        assert 1 <= time.monotonic() - started < 3
+        # By the wait's end at the latest (the answer is sent a moment before it), not at once.
+        assert 0.75 <= time.monotonic() - started < 2
         job_id = slow.json()["id"]
         started = time.monotonic()
         read = c.get(f"/v1/jobs/{job_id}", headers={"Prefer": "wait=2"})
         assert read.status_code == 200 and read.json()["status"] == "running"
-        assert 2 <= time.monotonic() - started < 4
+        assert 1.75 <= time.monotonic() - started < 3
         # Cancelled while a reader waits: the reader is answered when the job ends, not at 30 s.
         with ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(c.get, f"/v1/jobs/{job_id}", headers={"Prefer": "wait=30"})
