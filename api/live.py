@@ -54,22 +54,23 @@ class Watcher:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._following: dict[str, int] = {}  # run id: streams following it
+        self._following: dict[str, int] = {}  # run id: streams and waiting requests following it
+        self._streams: dict[str, int] = {}  # run id: the streams among them
         self._states: dict[str, State] = {}
         self._tick = asyncio.Condition()
         self._reads: dict[Hashable, asyncio.Future[Any]] = {}
         self._poller: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
+        self._ends: dict[str, asyncio.Event] = {}  # run id: set when the executor says it ended
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    @property
-    def streams(self) -> int:
-        """How many streams follow a run now."""
-        return sum(self._following.values())
-
     @asynccontextmanager
-    async def follow(self, run_id: str) -> AsyncIterator[None]:
+    async def follow(self, run_id: str, *, stream: bool = True) -> AsyncIterator[None]:
+        """Keep run_id's state up to date for a stream, or (stream False) a request waiting for its end."""
         self._following[run_id] = self._following.get(run_id, 0) + 1
+        if stream:
+            self._streams[run_id] = self._streams.get(run_id, 0) + 1
+        self._ends.setdefault(run_id, asyncio.Event())
         self._loop = asyncio.get_running_loop()
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="tinytrain-watcher")
@@ -78,7 +79,11 @@ class Watcher:
         finally:
             self._following[run_id] -= 1
             if not self._following[run_id]:
-                del self._following[run_id]
+                del self._following[run_id], self._ends[run_id]
+            if stream:
+                self._streams[run_id] -= 1
+                if not self._streams[run_id]:
+                    del self._streams[run_id]
 
     def state(self, run_id: str) -> State | None:
         """The run's state at the last tick (None before its first)."""
@@ -98,10 +103,22 @@ class Watcher:
         result: T = await self._reads[key]
         return result
 
+    def ended(self, run_id: str) -> asyncio.Event:
+        """Set when the executor says the (followed) run ended: a request waiting for it then
+        reads it at once, one query rather than a poll of every followed run and a read."""
+        return self._ends[run_id]
+
     def poke(self, run_id: str) -> None:
-        """From any thread: run_id ended, poll now rather than at the next tick."""
+        """From any thread: run_id ended; its waiting requests read it now, and a stream that
+        follows it gets a poll now rather than at the next tick."""
         if self._loop is not None and run_id in self._following:
-            self._loop.call_soon_threadsafe(self._poked.set)
+            self._loop.call_soon_threadsafe(self._on_poke, run_id)
+
+    def _on_poke(self, run_id: str) -> None:
+        if run_id in self._streams:
+            self._poked.set()
+        if run_id in self._ends:
+            self._ends[run_id].set()
 
     async def _poll(self) -> None:
         # Ends when no stream follows anything: an idle serve polls nothing.
@@ -127,21 +144,26 @@ def wait_deadline(seconds: int) -> float:
     return asyncio.get_running_loop().time() + max(0.0, seconds - ANSWER_MARGIN)
 
 
-async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Callable[[], Awaitable[T]]) -> T:
+async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Callable[[], Awaitable[Job]]) -> Job:
     """read() once the job has ended or the loop's time reached deadline, whichever is first: the
-    waiting holds no thread and makes no query of its own (the watcher's poll covers them all)."""
-    async with watcher.follow(job_id):
+    waiting holds no thread and makes no query of its own (the watcher's poll covers them all)
+    until the executor says the job ended; then one read answers."""
+    async with watcher.follow(job_id, stream=False):
+        ended = watcher.ended(job_id)
         while True:
             seen = watcher.state(job_id)
-            if seen is not None and seen[0] not in ACTIVE:
-                return await read()
             left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
+            if (seen is not None and seen[0] not in ACTIVE) or left <= 0:
                 return await read()
-            try:
-                await asyncio.wait_for(watcher.changed(job_id, seen), left)
-            except TimeoutError:
-                return await read()
+            if ended.is_set():
+                job = await read()
+                if job.status not in ACTIVE:
+                    return job
+                ended.clear()  # queued again (its worker was lost): wait on
+            waits = [asyncio.ensure_future(watcher.changed(job_id, seen)), asyncio.ensure_future(ended.wait())]
+            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for waiting in waits:
+                waiting.cancel()
 
 
 def prefer_wait(prefer: str | None) -> int | None:

@@ -138,16 +138,6 @@ def check_runs(hps: list[dict[str, Any]], n_points: int, settings: Settings, *, 
     return work
 
 
-def _check_storage(
-    session: Session, request: Request, table: type[Job] | type[Sweep], inline: Dataset | None, settings: Settings
-) -> None:
-    """QuotaExceeded when the points sent inline would pass the owner's storage limit."""
-    limit, key = settings.max_storage_bytes_per_owner, request.idempotency_key
-    storage.check_inline(
-        session=session, table=table, owner=request.owner, idempotency_key=key, dataset=inline, limit=limit
-    )
-
-
 def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]:
     """The columns a new job or sweep takes from its request (tables.Requested), queued."""
     return {
@@ -169,7 +159,6 @@ def admit_job(*, session: Session, request: Request, settings: Settings, has_cud
     n_points, dataset_id, inline = _dataset(session, request, settings)
     request = replace(request, hyperparameters=with_batch_size(request.hyperparameters, n_points))
     check_runs([request.hyperparameters], n_points, settings, sweep=False)
-    _check_storage(session, request, Job, inline, settings)
     job = Job(
         **_requested(request, "job", dataset_id),
         attempts=0,
@@ -222,7 +211,6 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
     request = replace(request, hyperparameters=with_batch_size(base, n_points))
     check_runs(resolved, n_points, settings, sweep=True)
-    _check_storage(session, request, Sweep, inline, settings)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,
@@ -252,14 +240,23 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
 
 
 def enqueue(
-    *, session: Session, admitted: Admitted, max_active: int, dispatch: Callable[[str, str], None]
+    *, session: Session, admitted: Admitted, settings: Settings, dispatch: Callable[[str, str], None]
 ) -> tuple[Job | Sweep, bool]:
     """Store what was admitted, then dispatch its runs (a job, or a sweep's chunks); (row, created).
 
-    A retry with the same Idempotency-Key returns the first row, created False, and dispatches
-    nothing. When the queue is down the row is taken back (QueueUnavailable), unless a worker
-    has claimed it already: then the message did go out, and the row stands."""
-    row, created = lifecycle.submit(session=session, row=admitted.row, max_active=max_active, extra=admitted.extra)
+    The quotas are checked in the storing transaction, as it stands before its commit: the
+    owner's active jobs and sweeps, and (points sent inline) their storage, which counts the new
+    dataset then. A retry with the same Idempotency-Key returns the first row, created False,
+    and dispatches nothing. When the queue is down the row is taken back (QueueUnavailable),
+    unless a worker has claimed it already: then the message did go out, and the row stands."""
+    owner, limit = admitted.row.owner, settings.max_storage_bytes_per_owner
+    row, created = lifecycle.submit(
+        session=session,
+        row=admitted.row,
+        max_active=settings.max_active_jobs_per_owner,
+        extra=admitted.extra,
+        check=(lambda: storage.check_room(session, owner, 0, limit)) if admitted.inline else None,
+    )
     if not created:
         return row, False
     if isinstance(row, Job):

@@ -125,7 +125,11 @@ def get(*, session: Session, owner: str, dataset_id: str) -> Dataset:
 
 def load_points(*, session: Session, dataset_id: str) -> Points | None:
     """(x, y) of a dataset, or None if it was deleted."""
-    blob = session.scalar(select(Dataset.points).where(Dataset.id == dataset_id))
+    return points_of(session.scalar(select(Dataset.points).where(Dataset.id == dataset_id)))
+
+
+def points_of(blob: bytes | None) -> Points | None:
+    """(x, y) from a dataset's stored points (None for a dataset that was deleted)."""
     if blob is None:
         return None
     both = np.frombuffer(blob, dtype="<f8")

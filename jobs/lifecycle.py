@@ -15,7 +15,7 @@ one is harmless, as only one claim succeeds.
 """
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, delete, exists, func, select, update
@@ -306,13 +306,19 @@ def dispatched(*, session: Session, ids: Sequence[str]) -> None:
 
 
 def submit(
-    *, session: Session, row: Submitted, max_active: int, extra: list[Any] | None = None
+    *,
+    session: Session,
+    row: Submitted,
+    max_active: int,
+    extra: list[Any] | None = None,
+    check: Callable[[], None] | None = None,
 ) -> tuple[Submitted, bool]:
     """Store a new queued job or sweep (with extra rows: an inline dataset, a sweep's chunks and
     trials) in one transaction; (row, created). Dispatch only after this returns.
 
     QuotaExceeded when the owner would have more than max_active queued or running jobs and
-    sweeps; concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an
+    sweeps, or when check() raises it (run with the rows inserted, before the commit);
+    concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an
     advisory lock; SQLite: the write lock its first INSERT takes)."""
     session.commit()  # end any read transaction: on SQLite the insert must begin the transaction
     if session.get_bind().dialect.name == "postgresql":
@@ -324,13 +330,16 @@ def submit(
     session.add_all(extra or [])
 
     def within_quota() -> None:
-        active = sum(
-            session.scalar(select(func.count()).where(table.owner == row.owner, table.status.in_(ACTIVE))) or 0
+        counts = [
+            select(func.count()).where(table.owner == row.owner, table.status.in_(ACTIVE)).scalar_subquery()
             for table in (Job, Sweep)
-        )
+        ]
+        active = session.scalar(select(counts[0] + counts[1])) or 0
         if active > max_active:
             message = f"{max_active} queued or running jobs and sweeps is the limit per owner; wait for some to finish"
             raise QuotaExceeded(message)
+        if check is not None:
+            check()
 
     try:
         return commit_once(session, row, before_commit=within_quota)

@@ -59,15 +59,21 @@ def trial_outcome(
     }
 
 
-def history_rows(run_id: str, trial: int, result: model.TrainResult) -> History:
-    return segment(run_id, trial, 0, result.loss_history, result.validation_loss_history)
+def history_rows(owner: str, run_id: str, trial: int, result: model.TrainResult) -> History:
+    return segment(owner, run_id, trial, 0, result.loss_history, result.validation_loss_history)
 
 
 def segment(
-    run_id: str, trial: int, first_epoch: int, loss: npt.ArrayLike, validation_loss: npt.ArrayLike | None
+    owner: str,
+    run_id: str,
+    trial: int,
+    first_epoch: int,
+    loss: npt.ArrayLike,
+    validation_loss: npt.ArrayLike | None,
 ) -> History:
-    """The history entries of epochs first_epoch, first_epoch + 1, ... (0-based) as a row."""
+    """The history entries of epochs first_epoch, first_epoch + 1, ... (0-based) of the owner's run, as a row."""
     return History(
+        owner=owner,
         run_id=run_id,
         trial=trial,
         first_epoch=first_epoch,

@@ -1,7 +1,8 @@
 """What an owner stores: the quota on it, deleting a job, and the retention purge of finished runs.
 
 An owner's storage is their datasets (16 bytes a point: x and y as float64) and the loss
-histories of their jobs and sweeps, summed by the database. A dataset sent inline with a job
+histories of their jobs and sweeps, kept up to date by the database as rows come and go
+(tables.Usage). A dataset sent inline with a job
 or sweep (Dataset.inline) belongs to the runs that use it: it goes with the last of them. An
 uploaded one stays until its owner deletes it.
 """
@@ -21,7 +22,7 @@ from jobs.lifecycle import get_job
 from jobs.results import remove_histories
 from jobs.settings import get_settings
 from jobs.status import ACTIVE
-from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial, Usage
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +37,8 @@ def dataset_bytes(n_points: int) -> int:
 
 
 def usage(session: Session, owner: str) -> int:
-    """The bytes the owner stores now: datasets and loss histories, in one query."""
-    points = select(func.coalesce(func.sum(Dataset.n_points), 0)).where(Dataset.owner == owner)
-    # length() reads a blob's stored size, not its bytes, on SQLite and PostgreSQL alike.
-    size = func.length(History.loss) + func.coalesce(func.length(History.validation_loss), 0)
-    histories = [
-        select(func.coalesce(func.sum(size), 0))
-        .select_from(History)
-        .join(table, table.id == History.run_id)
-        .where(table.owner == owner)
-        .scalar_subquery()
-        for table in (Job, Sweep)
-    ]
-    total = session.scalar(select(points.scalar_subquery() * POINT_BYTES + histories[0] + histories[1]))
-    return int(total or 0)
+    """The bytes the owner stores now: datasets and loss histories (one row the database keeps)."""
+    return int(session.scalar(select(Usage.bytes).where(Usage.owner == owner)) or 0)
 
 
 def check_room(session: Session, owner: str, adding: int, limit: int) -> None:
@@ -84,29 +73,6 @@ def store_dataset(*, session: Session, dataset: Dataset, limit: int) -> tuple[Da
     except QuotaExceeded:
         session.rollback()
         raise
-
-
-def check_inline(
-    *,
-    session: Session,
-    table: type[Job] | type[Sweep],
-    owner: str,
-    idempotency_key: str | None,
-    dataset: Dataset | None,
-    limit: int,
-) -> None:
-    """QuotaExceeded when the dataset sent inline with a job or sweep would pass the owner's limit.
-
-    A retry of a request already stored (by its Idempotency-Key) is not counted: it stores
-    nothing and gets the first. Counted before lifecycle.submit's transaction, so two submits
-    at once may each take the same last room; uploads are counted exactly (store_dataset)."""
-    if dataset is None:
-        return
-    if idempotency_key is not None:
-        stored = exists().where(table.owner == owner, table.idempotency_key == idempotency_key)
-        if session.scalar(select(stored)):
-            return
-    check_room(session, owner, dataset_bytes(dataset.n_points), limit)
 
 
 def drop_unused_inline(session: Session, dataset_ids: Iterable[str]) -> None:

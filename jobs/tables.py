@@ -159,8 +159,20 @@ class History(Base):
     run_id: Mapped[str] = mapped_column(String(40), primary_key=True)  # a job or a sweep
     trial: Mapped[int] = mapped_column(Integer, primary_key=True)  # 0 for a job
     first_epoch: Mapped[int] = mapped_column(Integer, primary_key=True, default=0)  # 0-based
+    owner: Mapped[str] = mapped_column(String(100))  # the run's: Usage counts the bytes as theirs
     loss: Mapped[bytes] = mapped_column(LargeBinary)
     validation_loss: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Usage(Base):
+    """The bytes each owner stores (datasets and histories), kept by the database itself:
+    triggers (migration 0006) add and take away each row's bytes as it is inserted or deleted,
+    so the quota reads one row and no path that writes those tables can forget it."""
+
+    __tablename__ = "usage"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class Worker(Base):

@@ -21,7 +21,7 @@ from jobs.db import session_scope
 from jobs.hyperparameters import config_from
 from jobs.settings import get_settings
 from jobs.status import Status
-from jobs.tables import History, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial
 from model.fleet import Fleet
 from worker import metrics
 
@@ -67,6 +67,7 @@ class Progress:
         self.last_beat = self.last_heard = self.started
         self.written = 0  # epochs of the loss history stored so far
         self.reason: str | None = None  # why the run must stop: cancelled, timeout or lost
+        self.device: str | None = None  # to write with the next beat, once the engine chose it
 
     def beat(self, new_history: NewHistory | None = None, *, now: bool = False, **progress: Any) -> None:
         moment = time.monotonic()
@@ -74,6 +75,8 @@ class Progress:
             return
         self.last_beat = moment
         segments = new_history(self.written) if new_history is not None else []
+        if self.device is not None:
+            progress["device"] = self.device
         try:
             with session_scope() as session:
                 cancel = lifecycle.heartbeat(
@@ -90,6 +93,7 @@ class Progress:
                 self.reason = "lost"
             return
         self.last_heard = moment
+        self.device = None
         if segments:
             self.written = segments[-1].first_epoch + len(segments[-1].loss) // 8
         if cancel is None or cancel:
@@ -101,8 +105,9 @@ class Progress:
         return self.reason is not None
 
     def on_start(self, device: str) -> None:
-        """The run's device, known once it claimed the run and chose where to train."""
-        self.beat(now=True, device=device)
+        """The run's device, known once the engine chose where to train: written by the first
+        beat, not a transaction of its own (a tiny run's end writes it with its result)."""
+        self.device = device
 
 
 def run(run_id: str) -> None:
@@ -110,23 +115,29 @@ def run(run_id: str) -> None:
     (_run_chunk if lifecycle.table_of(run_id) is SweepChunk else _run_job)(run_id)
 
 
-def _claim(run_id: str) -> int | None:
+def _claim(run_id: str, read: Callable[[Session], T]) -> tuple[int, T] | None:
+    """(attempt, read(session)) once the run is claimed, None if it is gone, cancelled or taken:
+    what the run needs is read on the claim's connection, right after it commits."""
     lease = get_settings().lease_seconds
 
-    def claim() -> int | None:
+    def claim() -> tuple[int, T] | None:
         with session_scope() as session:
-            return lifecycle.claim(session=session, run_id=run_id, lease_seconds=lease)
+            attempt = lifecycle.claim(session=session, run_id=run_id, lease_seconds=lease)
+            return None if attempt is None else (attempt, read(session))
 
     # Given up after a lease: the message is then gone, and the reaper sends the run again.
     return retrying(f"claim {run_id}", claim, lease)
 
 
 def _train(
-    run_id: str, dataset_id: str, finish: Callable[..., None], train: Callable[[datasets.Points], Any]
+    run_id: str,
+    dataset_id: str,
+    points: datasets.Points | None,
+    finish: Callable[..., None],
+    train: Callable[[datasets.Points], Any],
 ) -> Any | None:
-    """train(points), or None after finishing the run failed: its dataset is gone, or the run raised."""
-    with session_scope() as session:
-        points = datasets.load_points(session=session, dataset_id=dataset_id)
+    """train(points), or None after finishing the run failed: its dataset is gone (points None),
+    or the run raised."""
     if points is None:
         finish(Status.FAILED, error_code="dataset_deleted", error_message=f"dataset {dataset_id} was deleted")
         return None
@@ -150,12 +161,15 @@ def _stop_error(progress: Progress, max_runtime_seconds: float | None) -> tuple[
 
 
 def _run_job(job_id: str) -> None:
-    attempt = _claim(job_id)
-    if attempt is None:
+    def read(session: Session) -> tuple[Any, ...]:
+        columns = (Job.owner, Job.hyperparameters, Job.dataset_id, Job.max_runtime_seconds, Dataset.points)
+        query = select(*columns).outerjoin(Dataset, Dataset.id == Job.dataset_id).where(Job.id == job_id)
+        return tuple(session.execute(query).one())
+
+    claimed = _claim(job_id, read)
+    if claimed is None:
         return
-    with session_scope() as session:
-        job = session.scalars(select(Job).where(Job.id == job_id)).one()
-        hyperparameters, dataset_id, max_runtime = job.hyperparameters, job.dataset_id, job.max_runtime_seconds
+    attempt, (owner, hyperparameters, dataset_id, max_runtime, blob) = claimed
     progress = Progress(job_id, attempt, max_runtime)
     samples = metrics.SampleCount("job")
 
@@ -174,7 +188,7 @@ def _run_job(job_id: str) -> None:
                     **error,
                 ):
                     if result is not None:
-                        results.store_histories(session, [results.history_rows(job_id, 0, result)])
+                        results.store_histories(session, [results.history_rows(owner, job_id, 0, result)])
                     return True
                 session.rollback()
                 return False
@@ -188,7 +202,8 @@ def _run_job(job_id: str) -> None:
 
         def new_history(since: int) -> list[History]:
             val = fleet.val_losses[0, since:done] if fleet.xv.shape[0] else None
-            return [results.segment(job_id, 0, since, fleet.losses[0, since:done], val)] if done > since else []
+            losses = fleet.losses[0, since:done]
+            return [results.segment(owner, job_id, 0, since, losses, val)] if done > since else []
 
         last_loss = float(fleet.losses[0, done - 1]) if done else None
         samples.update(fleet)
@@ -200,7 +215,8 @@ def _run_job(job_id: str) -> None:
             *points, [config], on_progress=on_progress, should_stop=progress.should_stop, on_start=progress.on_start
         )[0]
 
-    result: model.TrainResult | None = _train(job_id, dataset_id, finish, train)
+    points = datasets.points_of(blob)
+    result: model.TrainResult | None = _train(job_id, dataset_id, points, finish, train)
     if result is None:
         return
     # A cancel or deadline seen after the last epoch stopped nothing: the run succeeded.
@@ -214,17 +230,21 @@ def _run_job(job_id: str) -> None:
 
 
 def _run_chunk(chunk_id: str) -> None:
-    attempt = _claim(chunk_id)
-    if attempt is None:
-        return
-    with session_scope() as session:
+    def read(session: Session) -> tuple[SweepChunk, Sweep, list[Any], datasets.Points | None]:
         chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).one()
         sweep = session.scalars(select(Sweep).where(Sweep.id == chunk.sweep_id)).one()
-        lo, hi, max_runtime = chunk.lo, chunk.hi, chunk.max_runtime_seconds
-        sweep_id, dataset_id, objective = sweep.id, sweep.dataset_id, sweep.objective
-        in_chunk = lifecycle.in_chunk(sweep_id, lo, hi)
+        in_chunk = lifecycle.in_chunk(sweep.id, chunk.lo, chunk.hi)
         trials = session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index))
-        configs = [config_from(hp) for hp in trials]
+        return chunk, sweep, list(trials), datasets.load_points(session=session, dataset_id=sweep.dataset_id)
+
+    claimed = _claim(chunk_id, read)
+    if claimed is None:
+        return
+    attempt, (chunk, sweep, trials, points) = claimed
+    lo, hi, max_runtime = chunk.lo, chunk.hi, chunk.max_runtime_seconds
+    sweep_id, dataset_id = sweep.id, sweep.dataset_id
+    in_chunk = lifecycle.in_chunk(sweep_id, lo, hi)
+    configs = [config_from(hp) for hp in trials]
     progress = Progress(chunk_id, attempt, max_runtime)
     samples = metrics.SampleCount("sweep")
 
@@ -244,7 +264,7 @@ def _run_chunk(chunk_id: str) -> None:
                     session.rollback()
                     return []
                 if fleet is not None:
-                    return _store_trials(session, sweep_id, lo, fleet, objective, (status, error))
+                    return _store_trials(session, sweep, lo, fleet, (status, error))
                 session.execute(update(Trial).where(in_chunk).values(status=status, **error))
                 return [(status, error.get("error_code"))] * (hi - lo)
 
@@ -259,7 +279,7 @@ def _run_chunk(chunk_id: str) -> None:
             *points, configs, on_progress=on_progress, should_stop=progress.should_stop, on_start=progress.on_start
         )
 
-    fleet: list[model.TrainResult] | None = _train(chunk_id, dataset_id, finish, train)
+    fleet: list[model.TrainResult] | None = _train(chunk_id, dataset_id, points, finish, train)
     if fleet is None:
         return
     stopped = _stop_error(progress, max_runtime) if any(r.stopped for r in fleet) else None
@@ -270,19 +290,15 @@ def _run_chunk(chunk_id: str) -> None:
 
 
 def _store_trials(
-    session: Session,
-    sweep_id: str,
-    lo: int,
-    fleet: list[model.TrainResult],
-    objective: str,
-    stop: tuple[Status, dict[str, str]],
+    session: Session, sweep: Sweep, lo: int, fleet: list[model.TrainResult], stop: tuple[Status, dict[str, str]]
 ) -> list[metrics.Outcome]:
     """Each trial's outcome: diverged is failed, one stopped before its end ends as the chunk
     does (cancelled, or failed on timeout), the rest succeeded. Histories beside them."""
     rows = [
-        {"sweep_id": sweep_id, "index": lo + k, **results.trial_outcome(result, objective, stop)}
+        {"sweep_id": sweep.id, "index": lo + k, **results.trial_outcome(result, sweep.objective, stop)}
         for k, result in enumerate(fleet)
     ]
     session.execute(update(Trial), rows)
-    results.store_histories(session, [results.history_rows(sweep_id, lo + k, r) for k, r in enumerate(fleet)])
+    histories = [results.history_rows(sweep.owner, sweep.id, lo + k, r) for k, r in enumerate(fleet)]
+    results.store_histories(session, histories)
     return [(row["status"], row["error_code"]) for row in rows]

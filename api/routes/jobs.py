@@ -98,9 +98,8 @@ class Submission:
         request = submit_request(self.owner, body, self.idempotency_key)
         admit = admission.admit_sweep if isinstance(body, schemas.SweepIn) else admission.admit_job
         admitted = admit(session=session, request=request, settings=settings, has_cuda=executor.has_cuda)
-        max_active = settings.max_active_jobs_per_owner
         row, created = admission.enqueue(
-            session=session, admitted=admitted, max_active=max_active, dispatch=executor.dispatch
+            session=session, admitted=admitted, settings=settings, dispatch=executor.dispatch
         )
         self.response.status_code = 202 if created else 200
         self.response.headers["Location"] = f"/v1/{row.__tablename__}/{row.id}"

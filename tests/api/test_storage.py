@@ -4,6 +4,7 @@ shows (histories, chunks, a dataset sent inline) is checked in the database itse
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -171,6 +172,22 @@ def test_over_the_storage_quota_uploads_and_inline_datasets_are_429_and_nothing_
         inline = submitted(c, "/v1/jobs", {"dataset": points(4), "hyperparameters": QUICK})  # 720
         wait_for(c, inline["id"], "succeeded")
         assert count(database_url, "datasets") == 3 and count(database_url, "datasets", "bob") == 1
+
+
+def test_jobs_sent_at_once_with_inline_points_cannot_share_the_last_room(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    server = make_server(database_url=database_url, max_storage_bytes_per_owner="1000")
+    body = {"dataset": points(40), "hyperparameters": QUICK}  # 640 bytes: one fits, two do not
+
+    def submit(_: int) -> int:
+        with server.client() as c:
+            return c.post("/v1/jobs", json=body).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = sorted(pool.map(submit, range(8)))
+    assert answers == [202] + [429] * 7
+    assert count(database_url, "datasets") == count(database_url, "jobs") == 1
 
 
 def test_retention_deletes_old_finished_jobs_and_sweeps_but_never_a_running_one(

@@ -57,8 +57,14 @@ def test_a_killed_pool_process_loses_no_job_and_the_pool_comes_back(make_server:
             assert job["device"] == "cpu"  # known from the claim on, not only at the end
         waiting = [submit(c, sine_points(50, seed=k), SHORT) for k in range(5)]
         assert {c.get(f"/v1/jobs/{j}").json()["status"] for j in waiting} == {"queued"}
-        # One process dies: the pool is broken for good, its other process and queue go with it.
-        os.kill(pool_processes(server.process.pid)[0], signal.SIGKILL)
+        with ThreadPoolExecutor(1) as pool:
+            # The dead process's runs end in the pool without ending the job: a request waiting
+            # for one must wait on for the run the reaper starts again, not answer "running".
+            waited = pool.submit(c.get, f"/v1/jobs/{busy[0]}", headers={"Prefer": "wait=60"}, timeout=70)
+            time.sleep(0.5)
+            # One process dies: the pool is broken for good, its other process and queue go with it.
+            os.kill(pool_processes(server.process.pid)[0], signal.SIGKILL)
+            assert waited.result().json()["status"] == "succeeded"
         for job_id in busy + waiting:
             assert wait_for(c, job_id, "succeeded", "failed", timeout=60)["status"] == "succeeded"
         time.sleep(15)  # idle: nothing is sent meanwhile

@@ -326,7 +326,7 @@ def submit_sweep(
         sweep, created = admission.enqueue(
             session=s,
             admitted=admitted,
-            max_active=100,
+            settings=settings.model_copy(update={"max_active_jobs_per_owner": 100}),
             dispatch=lambda run_id, queue: dispatched.append((run_id, queue)),
         )
     assert created and all(c.startswith("swc_") and q == "cpu" for c, q in dispatched)
