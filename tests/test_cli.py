@@ -75,6 +75,16 @@ def test_malformed_csv_is_a_one_line_error(tmp_path: Path, text: str, message: s
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr
 
 
+def test_without_a_batch_size_a_small_file_trains_on_all_its_points_at_once(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("0,0\n1,1\n2,4\n3,9\n")
+    given = run("train", "d.csv", "--json", "--epochs", "5", "--batch-size", "4", cwd=tmp_path)
+    left_out = run("train", "d.csv", "--json", "--epochs", "5", cwd=tmp_path)
+    assert left_out.returncode == given.returncode == 0, left_out.stderr
+    timed = ("training_seconds",)
+    same = [{k: v for k, v in json.loads(done.stdout).items() if k not in timed} for done in (left_out, given)]
+    assert same[0] == same[1]
+
+
 def test_bad_options_are_errors(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("0,0\n1,1\n")
     assert "batch_size" in run("train", "d.csv", "--batch-size", "3", cwd=tmp_path).stderr

@@ -18,7 +18,7 @@ from tqdm import tqdm
 import model
 from api import schemas
 from jobs import keys, migrate
-from jobs.admission import check_runs, sweep_trials
+from jobs.admission import check_runs, sweep_trials, with_batch_size
 from jobs.db import session_scope
 from jobs.errors import InvalidInput
 from jobs.hyperparameters import config_from, default_objective
@@ -49,10 +49,15 @@ DropLast = Annotated[bool, typer.Option("--drop-last", help="Skip each epoch's l
 DtypeOption = Annotated[Dtype, typer.Option(help="Floating-point type of the computation.")]
 DeviceOption = Annotated[Device, typer.Option(help="auto: the GPU where there is one and the work is big enough.")]
 Init = Annotated[str | None, typer.Option(help="The seven initial parameters as a JSON object.")]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(help=f"Points per mini-batch; not given: all the training points, at most {DEFAULT.batch_size}."),
+]
 
 
 def _hyperparameters(**flags: Any) -> dict[str, Any]:
-    """The resolved hyperparameters of the train flags (as a job stores them)."""
+    """The hyperparameters of the train flags, as the service reads a job's (batch_size None
+    when not given: with_batch_size resolves it for the dataset)."""
     init = flags.pop("init")
     flags["shuffle"] = not flags.pop("no_shuffle")
     initial = json.loads(init) if init is not None else None
@@ -76,7 +81,7 @@ def _fail(exc: Exception) -> NoReturn:
 
 def _train_flags(
     learning_rate: float = DEFAULT.learning_rate,
-    batch_size: int = DEFAULT.batch_size,
+    batch_size: BatchSize = None,
     epochs: int = DEFAULT.epochs,
     seed: int = DEFAULT.seed,
     no_shuffle: NoShuffle = not DEFAULT.shuffle,
@@ -119,7 +124,7 @@ def train(
         settings = get_settings()
         x, y = parse_points(data.read_text())
         _check_points(data, len(x), settings)
-        hp = _hyperparameters(**flags)
+        hp = with_batch_size(_hyperparameters(**flags), len(x))
         check_runs([hp], len(x), settings, sweep=False)  # the service's limits: epochs, work
         with tqdm(total=hp["epochs"], unit="epoch", disable=as_json or not sys.stderr.isatty()) as bar:
 
@@ -219,7 +224,7 @@ def sweep(
         )
         draws = request.random.model_dump() if request.random is not None else None
         varied = sweep_trials(request.grid, draws, settings)  # counted before they are made
-        hps = [{**base, **v} for v in varied]
+        hps = [with_batch_size({**base, **v}, len(x)) for v in varied]
         check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
         goal = request.objective or default_objective(base)
         total = sum(hp["epochs"] for hp in hps)
