@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, Float, MetaData, create_engine, event, literal
+from sqlalchemy import ColumnElement, DateTime, Engine, Float, MetaData, Table, create_engine, event, literal
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -31,6 +31,12 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def core_table(entity: type[Base]) -> Table:
+    """An entity's table, for Core statements built once and run often (a run's own writes):
+    they skip the ORM's work on each execution."""
+    return Base.metadata.tables[entity.__tablename__]
 
 
 def utcnow() -> datetime:
@@ -59,8 +65,8 @@ class db_time(FunctionElement[datetime]):
     type = UTCDateTime()
     inherit_cache = True
 
-    def __init__(self, seconds: float = 0.0) -> None:
-        super().__init__(literal(float(seconds), Float()))
+    def __init__(self, seconds: float | ColumnElement[float] = 0.0) -> None:
+        super().__init__(seconds if isinstance(seconds, ColumnElement) else literal(float(seconds), Float()))
 
 
 @compiles(db_time, "postgresql")

@@ -16,16 +16,19 @@ one is harmless, as only one claim succeeds.
 
 import secrets
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Result, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Float, Result, Select, Update, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from jobs.db import db_time, utcnow
+from jobs import results
+from jobs.db import core_table, db_time, utcnow
 from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
 from jobs.status import ACTIVE, Status
-from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
 
 # The Celery queue of each device choice: gpu workers read gpu, cpu workers cpu, both read train.
 QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}
@@ -64,12 +67,43 @@ def get_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
     return sweep
 
 
-def _write(session: Session, statement: Any) -> Result[Any]:
-    """Execute a run's UPDATE or DELETE (claim, heartbeat, finish) without the ORM's matching of
-    the statement against the objects the session holds: a run's own sessions hold none, and
-    skipping it takes a third off a claim's and a finish's time. Whatever a caller's session
-    does hold is expired instead, so that it reads its rows again rather than keep what they were."""
-    result = session.execute(statement, execution_options={"synchronize_session": False})
+@dataclass(frozen=True)
+class _RunStatements:
+    """A run's claim, beat and finish, built once per table with bound parameters: building
+    the statement anew on each call cost more than the database's work on it. The columns a
+    beat or a finish sets beside these come with the parameters."""
+
+    claim: Update
+    beat: Update
+    finish: Update
+
+
+@cache
+def _statements(table: type[Job] | type[SweepChunk]) -> _RunStatements:
+    t = core_table(table)
+    current = (t.c.id == bindparam("run")) & (t.c.status == Status.RUNNING) & (t.c.attempts == bindparam("attempt"))
+    lease = db_time(bindparam("lease", type_=Float()))
+    return _RunStatements(
+        claim=update(t)
+        .where(t.c.id == bindparam("run"), t.c.status == Status.QUEUED)
+        .values(
+            status=Status.RUNNING,
+            attempts=t.c.attempts + 1,
+            started_at=func.coalesce(t.c.started_at, bindparam("now", type_=t.c.started_at.type)),
+            lease_expires_at=lease,
+        )
+        .returning(t.c.attempts),
+        beat=update(t).where(current).values(lease_expires_at=lease).returning(t.c.cancel_requested),
+        finish=update(t).where(current).values(lease_expires_at=None).returning(t.c.seq),
+    )
+
+
+def _write(session: Session, statement: Any, parameters: dict[str, Any]) -> Result[Any]:
+    """Execute a run's UPDATE (claim, heartbeat, finish), a Core statement the ORM does not
+    match against the objects the session holds: a run's own sessions hold none. Whatever a
+    caller's session does hold is expired instead, so that it reads its rows again rather than
+    keep what they were."""
+    result = session.execute(statement, parameters)
     session.expire_all()
     return result
 
@@ -77,21 +111,11 @@ def _write(session: Session, statement: Any) -> Result[Any]:
 def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
     """queued -> running with a lease; the attempt's number, or None when the run is gone, cancelled or taken."""
     table, now = table_of(run_id), utcnow()
-    attempt = _write(
-        session,
-        update(table)
-        .where(table.id == run_id, table.status == Status.QUEUED)
-        .values(
-            status=Status.RUNNING,
-            attempts=table.attempts + 1,
-            started_at=func.coalesce(table.started_at, now),
-            lease_expires_at=db_time(lease_seconds),
-        )
-        .returning(table.attempts),
-    ).scalar_one_or_none()
-    if attempt is not None and table is Job:
+    claimed = _write(session, _statements(table).claim, {"run": run_id, "now": now, "lease": lease_seconds})
+    attempt: int | None = claimed.scalar_one_or_none()
+    if attempt is not None and attempt > 1 and table is Job:
         # An earlier attempt's live history: this attempt writes it again from epoch 0.
-        _write(session, delete(History).where(History.run_id == run_id))
+        results.remove_histories(session, run_id)
     if attempt is not None and table is SweepChunk:
         chunk = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id == run_id)
         sweep_id, lo, hi = session.execute(chunk).one()
@@ -110,35 +134,25 @@ def in_chunk(sweep_id: str, lo: int, hi: int) -> ColumnElement[bool]:
     return (Trial.sweep_id == sweep_id) & (Trial.index >= lo) & (Trial.index < hi)
 
 
-def current(run_id: str, attempt: int) -> ColumnElement[bool]:
-    """The run's row while this attempt owns it."""
-    table = table_of(run_id)
-    return (table.id == run_id) & (table.status == Status.RUNNING) & (table.attempts == attempt)
-
-
 def heartbeat(
     *,
     session: Session,
     run_id: str,
     attempt: int,
     lease_seconds: float,
-    segments: Sequence[History] = (),
+    segments: Sequence[results.Segment] = (),
     **progress: Any,
 ) -> bool | None:
     """Extend the lease and record progress (columns of the run's table, and the loss history's
     new segments); returns whether a cancel was asked, None if this attempt is stale."""
-    table = table_of(run_id)
-    flag = _write(
-        session,
-        update(table)
-        .where(current(run_id, attempt))
-        .values(lease_expires_at=db_time(lease_seconds), **progress)
-        .returning(table.cancel_requested),
+    beat = _statements(table_of(run_id)).beat
+    flag: bool | None = _write(
+        session, beat, {"run": run_id, "attempt": attempt, "lease": lease_seconds, **progress}
     ).scalar_one_or_none()
     if flag is not None and segments:
         # A beat whose commit went through though its answer was lost sent these epochs already.
-        _write(session, delete(History).where(History.run_id == run_id, History.first_epoch >= segments[0].first_epoch))
-        session.add_all(segments)
+        results.remove_histories(session, run_id, from_epoch=segments[0]["first_epoch"])
+        results.insert_histories(session, segments)
     session.commit()
     return flag
 
@@ -150,13 +164,8 @@ def finish(*, session: Session, run_id: str, attempt: int, status: Status, **val
     sweep. Not committed: the caller commits it with what the run wrote beside it (or rolls
     all of it back when this returns False)."""
     table = table_of(run_id)
-    done = _write(
-        session,
-        update(table)
-        .where(current(run_id, attempt))
-        .values(status=status, finished_at=utcnow(), lease_expires_at=None, **values)
-        .returning(table.seq),
-    ).first()
+    parameters = {"run": run_id, "attempt": attempt, "status": status, "finished_at": utcnow(), **values}
+    done = _write(session, _statements(table).finish, parameters).first()
     if done is not None and table is SweepChunk:
         sweep_id = session.scalar(select(SweepChunk.sweep_id).where(SweepChunk.id == run_id))
         settle_sweep(session=session, sweep_id=sweep_id)
@@ -318,6 +327,16 @@ def dispatched(*, session: Session, ids: Sequence[str]) -> None:
     session.commit()
 
 
+@cache
+def _active_runs() -> Select[Any]:
+    """How many jobs and sweeps an owner has queued or running: built once, as every submit asks."""
+    counts = [
+        select(func.count()).where(t.c.owner == bindparam("owner"), t.c.status.in_(ACTIVE)).scalar_subquery()
+        for t in (core_table(Job), core_table(Sweep))
+    ]
+    return select(counts[0] + counts[1])
+
+
 def submit(
     *,
     session: Session,
@@ -343,11 +362,7 @@ def submit(
     session.add_all(extra or [])
 
     def within_quota() -> None:
-        counts = [
-            select(func.count()).where(table.owner == row.owner, table.status.in_(ACTIVE)).scalar_subquery()
-            for table in (Job, Sweep)
-        ]
-        active = session.scalar(select(counts[0] + counts[1])) or 0
+        active: int = session.scalar(_active_runs(), {"owner": row.owner}) or 0
         if active > max_active:
             message = f"{max_active} queued or running jobs and sweeps is the limit per owner; wait for some to finish"
             raise QuotaExceeded(message)

@@ -5,15 +5,17 @@ substring the database cuts out, and a leaderboard or a job read never touches a
 A running job's history grows by one segment per heartbeat; its end replaces them by one.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Integer, case, delete, func, select
+from sqlalchemy import Integer, bindparam, case, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 import model
+from jobs.db import core_table
 from jobs.status import Status
 from jobs.tables import History
 
@@ -59,7 +61,18 @@ def trial_outcome(
     }
 
 
-def history_rows(owner: str, run_id: str, trial: int, result: model.TrainResult) -> History:
+class Segment(TypedDict):
+    """A row of the histories table: epochs first_epoch, first_epoch + 1, ... of a run's trial."""
+
+    owner: str
+    run_id: str
+    trial: int
+    first_epoch: int
+    loss: bytes
+    validation_loss: bytes | None
+
+
+def history_rows(owner: str, run_id: str, trial: int, result: model.TrainResult) -> Segment:
     return segment(owner, run_id, trial, 0, result.loss_history, result.validation_loss_history)
 
 
@@ -70,9 +83,9 @@ def segment(
     first_epoch: int,
     loss: npt.ArrayLike,
     validation_loss: npt.ArrayLike | None,
-) -> History:
+) -> Segment:
     """The history entries of epochs first_epoch, first_epoch + 1, ... (0-based) of the owner's run, as a row."""
-    return History(
+    return Segment(
         owner=owner,
         run_id=run_id,
         trial=trial,
@@ -82,16 +95,34 @@ def segment(
     )
 
 
-def store_histories(session: Session, rows: list[History]) -> None:
+# Built once (a run writes its history on every beat and at its end), on the table, not the
+# ORM entity: the ORM would match each DELETE against the session's objects, which hold none.
+_HISTORIES = core_table(History)
+_INSERT = insert(_HISTORIES)
+_OF_RUN = _HISTORIES.c.run_id == bindparam("run")
+_REMOVE = delete(_HISTORIES).where(_OF_RUN)
+_REMOVE_FROM = delete(_HISTORIES).where(_OF_RUN, _HISTORIES.c.first_epoch >= bindparam("epoch"))
+_REMOVE_TRIALS = delete(_HISTORIES).where(_OF_RUN, _HISTORIES.c.trial.in_(bindparam("trials", expanding=True)))
+
+
+def insert_histories(session: Session, rows: Sequence[Segment]) -> None:
+    session.execute(_INSERT, list(rows))
+
+
+def store_histories(session: Session, rows: list[Segment]) -> None:
     """Replace the histories of these (run, trial)s (a re-run after a lost worker writes them again)."""
-    for run_id in {r.run_id for r in rows}:
-        trials = [r.trial for r in rows if r.run_id == run_id]
-        session.execute(delete(History).where(History.run_id == run_id, History.trial.in_(trials)))
-    session.add_all(rows)
+    for run_id in {r["run_id"] for r in rows}:
+        trials = [r["trial"] for r in rows if r["run_id"] == run_id]
+        session.execute(_REMOVE_TRIALS, {"run": run_id, "trials": trials})
+    insert_histories(session, rows)
 
 
-def remove_histories(session: Session, run_id: str) -> None:
-    session.execute(delete(History).where(History.run_id == run_id))
+def remove_histories(session: Session, run_id: str, from_epoch: int | None = None) -> None:
+    """A run's histories, or their segments from from_epoch on."""
+    if from_epoch is None:
+        session.execute(_REMOVE, {"run": run_id})
+    else:
+        session.execute(_REMOVE_FROM, {"run": run_id, "epoch": from_epoch})
 
 
 Floats = npt.NDArray[np.float64]

@@ -11,17 +11,17 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 import model
 from jobs import datasets, lifecycle, results
-from jobs.db import session_scope
+from jobs.db import core_table, session_scope
 from jobs.hyperparameters import config_from
 from jobs.settings import get_settings
 from jobs.status import Status
-from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
 from model.fleet import Fleet
 from worker import metrics
 
@@ -47,7 +47,15 @@ def retrying(what: str, fn: Callable[[], T], patience: float) -> T:
             delay = min(2 * delay, 2.0)
 
 
-NewHistory = Callable[[int], list[History]]  # the history's segments from an epoch on
+NewHistory = Callable[[int], list[results.Segment]]  # the history's segments from an epoch on
+
+# What a job's run reads once claimed, built once: its columns and its dataset's points.
+_JOB, _DATASET = core_table(Job), core_table(Dataset)
+_READ_JOB = (
+    select(_JOB.c.owner, _JOB.c.hyperparameters, _JOB.c.dataset_id, _JOB.c.max_runtime_seconds, _DATASET.c.points)
+    .outerjoin(_DATASET, _DATASET.c.id == _JOB.c.dataset_id)
+    .where(_JOB.c.id == bindparam("job"))
+)
 
 
 class Progress:
@@ -95,7 +103,7 @@ class Progress:
         self.last_heard = moment
         self.device = None
         if segments:
-            self.written = segments[-1].first_epoch + len(segments[-1].loss) // 8
+            self.written = segments[-1]["first_epoch"] + len(segments[-1]["loss"]) // 8
         if cancel is None or cancel:
             self.reason = "lost" if cancel is None else "cancelled"
 
@@ -162,9 +170,7 @@ def _stop_error(progress: Progress, max_runtime_seconds: float | None) -> tuple[
 
 def _run_job(job_id: str) -> None:
     def read(session: Session) -> tuple[Any, ...]:
-        columns = (Job.owner, Job.hyperparameters, Job.dataset_id, Job.max_runtime_seconds, Dataset.points)
-        query = select(*columns).outerjoin(Dataset, Dataset.id == Job.dataset_id).where(Job.id == job_id)
-        return tuple(session.execute(query).one())
+        return tuple(session.execute(_READ_JOB, {"job": job_id}).one())
 
     claimed = _claim(job_id, read)
     if claimed is None:
@@ -200,7 +206,7 @@ def _run_job(job_id: str) -> None:
     def on_progress(fleet: Fleet) -> None:  # once per engine call, not per epoch
         done = int(fleet.epochs_completed()[0])
 
-        def new_history(since: int) -> list[History]:
+        def new_history(since: int) -> list[results.Segment]:
             val = fleet.val_losses[0, since:done] if fleet.xv.shape[0] else None
             losses = fleet.losses[0, since:done]
             return [results.segment(owner, job_id, 0, since, losses, val)] if done > since else []
