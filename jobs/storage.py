@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Integer, delete, exists, func, literal, select
+from sqlalchemy import Integer, bindparam, delete, exists, func, literal, select
 from sqlalchemy.orm import Session
 
-from jobs.db import session_scope, utcnow
+from jobs.db import core_table, session_scope, utcnow
 from jobs.errors import Conflict, QuotaExceeded
 from jobs.idempotency import commit_once
 from jobs.lifecycle import get_job
@@ -36,9 +36,13 @@ def dataset_bytes(n_points: int) -> int:
     return n_points * POINT_BYTES
 
 
+# Built once: every submit with points inline reads it.
+_USAGE = select(core_table(Usage).c.bytes).where(core_table(Usage).c.owner == bindparam("owner"))
+
+
 def usage(session: Session, owner: str) -> int:
     """The bytes the owner stores now: datasets and loss histories (one row the database keeps)."""
-    return int(session.scalar(select(Usage.bytes).where(Usage.owner == owner)) or 0)
+    return int(session.scalar(_USAGE, {"owner": owner}) or 0)
 
 
 def check_room(session: Session, owner: str, adding: int, limit: int) -> None:
