@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Float, Result, Select, Update, bindparam, delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Float, Result, Update, bindparam, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from jobs import results
@@ -327,14 +327,12 @@ def dispatched(*, session: Session, ids: Sequence[str]) -> None:
     session.commit()
 
 
-@cache
-def _active_runs() -> Select[Any]:
-    """How many jobs and sweeps an owner has queued or running: built once, as every submit asks."""
-    counts = [
-        select(func.count()).where(t.c.owner == bindparam("owner"), t.c.status.in_(ACTIVE)).scalar_subquery()
-        for t in (core_table(Job), core_table(Sweep))
-    ]
-    return select(counts[0] + counts[1])
+# How many jobs and sweeps an owner has queued or running: built once, as every submit asks.
+_COUNTS = [
+    select(func.count()).where(t.c.owner == bindparam("owner"), t.c.status.in_(ACTIVE)).scalar_subquery()
+    for t in (core_table(Job), core_table(Sweep))
+]
+_ACTIVE_RUNS = select(_COUNTS[0] + _COUNTS[1])
 
 
 def submit(
@@ -362,7 +360,7 @@ def submit(
     session.add_all(extra or [])
 
     def within_quota() -> None:
-        active: int = session.scalar(_active_runs(), {"owner": row.owner}) or 0
+        active: int = session.scalar(_ACTIVE_RUNS, {"owner": row.owner}) or 0
         if active > max_active:
             message = f"{max_active} queued or running jobs and sweeps is the limit per owner; wait for some to finish"
             raise QuotaExceeded(message)
