@@ -250,7 +250,7 @@ SweepDep = Annotated[Sweep, Depends(owned_sweep)]
 IdempotencyKey = Annotated[str | None, Header(min_length=1, max_length=200)]
 
 
-def get_executor(request: Request) -> Executor:
+async def get_executor(request: Request) -> Executor:
     executor: Executor = request.app.state.executor
     return executor
 

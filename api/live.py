@@ -62,6 +62,7 @@ class Watcher:
         self._poller: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
         self._ends: dict[str, asyncio.Event] = {}  # run id: set when the executor says it ended
+        self._rows: dict[str, dict[str, Any]] = {}  # run id: its row as it ended, where the executor gave it
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @asynccontextmanager
@@ -73,13 +74,14 @@ class Watcher:
         self._ends.setdefault(run_id, asyncio.Event())
         self._loop = asyncio.get_running_loop()
         if self._poller is None or self._poller.done():
-            self._poller = asyncio.create_task(self._poll(), name="tinytrain-watcher")
+            self._poller = asyncio.create_task(self._poll(first=stream), name="tinytrain-watcher")
         try:
             yield
         finally:
             self._following[run_id] -= 1
             if not self._following[run_id]:
                 del self._following[run_id], self._ends[run_id]
+                self._rows.pop(run_id, None)
             if stream:
                 self._streams[run_id] -= 1
                 if not self._streams[run_id]:
@@ -105,29 +107,41 @@ class Watcher:
 
     def ended(self, run_id: str) -> asyncio.Event:
         """Set when the executor says the (followed) run ended: a request waiting for it then
-        reads it at once, one query rather than a poll of every followed run and a read."""
+        reads it at once (see ended_row), one query rather than a poll of every followed run and a read."""
         return self._ends[run_id]
 
-    def poke(self, run_id: str) -> None:
-        """From any thread: run_id ended; its waiting requests read it now, and a stream that
-        follows it gets a poll now rather than at the next tick."""
-        if self._loop is not None and run_id in self._following:
-            self._loop.call_soon_threadsafe(self._on_poke, run_id)
+    def ended_row(self, run_id: str) -> dict[str, Any] | None:
+        """The row the executor gave with the run's end (taken: a later end brings its own), else None."""
+        return self._rows.pop(run_id, None)
 
-    def _on_poke(self, run_id: str) -> None:
+    def poke(self, run_id: str, row: dict[str, Any] | None = None) -> None:
+        """From any thread: run_id ended (as row, where the executor has it); its waiting
+        requests answer now, and a stream that follows it gets a poll now rather than at the
+        next tick."""
+        if self._loop is not None and run_id in self._following:
+            self._loop.call_soon_threadsafe(self._on_poke, run_id, row)
+
+    def _on_poke(self, run_id: str, row: dict[str, Any] | None) -> None:
         if run_id in self._streams:
             self._poked.set()
         if run_id in self._ends:
+            if row is not None:
+                self._rows[run_id] = row
             self._ends[run_id].set()
 
-    async def _poll(self) -> None:
-        # Ends when no stream follows anything: an idle serve polls nothing.
+    async def _poll(self, first: bool) -> None:
+        """Poll at once if first, then every interval (or when poked) while any run is followed:
+        an idle serve polls nothing. A request that starts waiting has just read its job (or
+        submitted it): its first poll would find what it knows, and the executor's poke, not a
+        poll, answers most of them."""
         while self._following:
-            self._poked.clear()
-            states = await short_read(_states, list(self._following))
-            async with self._tick:
-                self._states, self._reads = states, {}
-                self._tick.notify_all()
+            if first:
+                self._poked.clear()
+                states = await short_read(_states, list(self._following))
+                async with self._tick:
+                    self._states, self._reads = states, {}
+                    self._tick.notify_all()
+            first = True
             try:
                 await asyncio.wait_for(self._poked.wait(), self.interval)
             except TimeoutError:
@@ -147,7 +161,7 @@ def wait_deadline(seconds: int) -> float:
 async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Callable[[], Awaitable[Job]]) -> Job:
     """read() once the job has ended or the loop's time reached deadline, whichever is first: the
     waiting holds no thread and makes no query of its own (the watcher's poll covers them all)
-    until the executor says the job ended; then one read answers."""
+    until the executor says the job ended; then the row it handed back answers, or one read."""
     async with watcher.follow(job_id, stream=False):
         ended = watcher.ended(job_id)
         while True:
@@ -156,7 +170,8 @@ async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Call
             if (seen is not None and seen[0] not in ACTIVE) or left <= 0:
                 return await read()
             if ended.is_set():
-                job = await read()
+                row = watcher.ended_row(job_id)
+                job = Job(**row) if row is not None else await read()
                 if job.status not in ACTIVE:
                     return job
                 ended.clear()  # queued again (its worker was lost): wait on

@@ -94,7 +94,7 @@ def _statements(table: type[Job] | type[SweepChunk]) -> _RunStatements:
         )
         .returning(t.c.attempts),
         beat=update(t).where(current).values(lease_expires_at=lease).returning(t.c.cancel_requested),
-        finish=update(t).where(current).values(lease_expires_at=None).returning(t.c.seq),
+        finish=update(t).where(current).values(lease_expires_at=None).returning(*t.c),
     )
 
 
@@ -157,19 +157,19 @@ def heartbeat(
     return flag
 
 
-def finish(*, session: Session, run_id: str, attempt: int, status: Status, **values: Any) -> bool:
-    """running -> succeeded | failed | cancelled, by the current attempt only; False if stale.
+def finish(*, session: Session, run_id: str, attempt: int, status: Status, **values: Any) -> dict[str, Any] | None:
+    """running -> succeeded | failed | cancelled, by the current attempt only; the run's row as
+    it ended ({column: value}), None if stale.
 
     values: the other columns to set (result, error, device, ...). A chunk's end settles its
     sweep. Not committed: the caller commits it with what the run wrote beside it (or rolls
-    all of it back when this returns False)."""
+    all of it back when this returns None)."""
     table = table_of(run_id)
     parameters = {"run": run_id, "attempt": attempt, "status": status, "finished_at": utcnow(), **values}
-    done = _write(session, _statements(table).finish, parameters).first()
+    done = _write(session, _statements(table).finish, parameters).mappings().first()
     if done is not None and table is SweepChunk:
-        sweep_id = session.scalar(select(SweepChunk.sweep_id).where(SweepChunk.id == run_id))
-        settle_sweep(session=session, sweep_id=sweep_id)
-    return done is not None
+        settle_sweep(session=session, sweep_id=done["sweep_id"])
+    return dict(done) if done is not None else None
 
 
 def settle_sweep(*, session: Session, sweep_id: str | None) -> None:

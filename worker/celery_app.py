@@ -7,7 +7,6 @@ result backend), and run() re-reads it, so a duplicate or late message does noth
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -18,6 +17,7 @@ from kombu.entity import Queue
 from jobs import lifecycle, workers
 from jobs.db import session_scope
 from jobs.settings import Settings, get_settings
+from worker.executor import OnEnd
 from worker.reaper import Reaper
 from worker.run import run
 
@@ -82,17 +82,17 @@ class CeleryExecutor:
         with session_scope() as session:
             return workers.reading(session=session, queue=lifecycle.QUEUES["cuda"])
 
-    def start(self, on_end: Callable[[str], None]) -> None:
+    def start(self, on_end: OnEnd) -> None:
         threading.Thread(target=self._listen, args=(on_end,), name="tinytrain-ended", daemon=True).start()
 
-    def _listen(self, on_end: Callable[[str], None]) -> None:
-        """on_end(run_id) for every run a worker announces; reconnects while Redis is away."""
+    def _listen(self, on_end: OnEnd) -> None:
+        """on_end for every run a worker announces (by id only); reconnects while Redis is away."""
         while True:
             try:
                 pubsub = redis.Redis.from_url(self.settings.broker_url).pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(ENDED)
                 for message in pubsub.listen():
-                    on_end(message["data"].decode())
+                    on_end(message["data"].decode(), None)
             except redis.RedisError:
                 time.sleep(1.0)
 

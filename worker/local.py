@@ -6,13 +6,14 @@ import logging
 import multiprocessing
 import signal
 import sys
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from threading import Lock
+from typing import Any
 
 import model
 from model.training import cuda_available
+from worker.executor import OnEnd
 from worker.run import run
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class LocalExecutor:
         self._lock = Lock()
         self._pool = self._new_pool()
         self._has_cuda = False
-        self._on_end: Callable[[str], None] = lambda run_id: None
+        self._on_end: OnEnd = lambda run_id, row: None
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: serve has threads (and maybe CUDA) that a fork would copy half-alive.
@@ -53,7 +54,7 @@ class LocalExecutor:
                 self._pool = self._new_pool()
             return self._pool
 
-    def start(self, on_end: Callable[[str], None]) -> None:
+    def start(self, on_end: OnEnd) -> None:
         """Start and warm up every process; learn whether they have a CUDA device."""
         self._on_end = on_end
         self._has_cuda = all(f.result() for f in [self._pool.submit(cuda_available) for _ in range(self.processes)])
@@ -76,8 +77,12 @@ class LocalExecutor:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _ended(self, run_id: str, future: Future[None]) -> None:
+    def _ended(self, run_id: str, future: Future[dict[str, Any] | None]) -> None:
         # run() handles its own errors; what reaches here is a dead process or a failed claim.
-        if not future.cancelled() and (exc := future.exception()) is not None:
-            log.warning("run %s did not run in the local pool: %r; the reaper will send it again", run_id, exc)
-        self._on_end(run_id)
+        row = None
+        if not future.cancelled():
+            if (exc := future.exception()) is not None:
+                log.warning("run %s did not run in the local pool: %r; the reaper will send it again", run_id, exc)
+            else:
+                row = future.result()
+        self._on_end(run_id, row)

@@ -118,9 +118,15 @@ class Progress:
         self.device = device
 
 
-def run(run_id: str) -> None:
-    """Run the job or chunk if it is queued; return quietly if it is gone, cancelled or taken."""
-    (_run_chunk if lifecycle.table_of(run_id) is SweepChunk else _run_job)(run_id)
+def run(run_id: str) -> dict[str, Any] | None:
+    """Run the job or chunk if it is queued; return quietly if it is gone, cancelled or taken.
+
+    A job's row as this run ended it, else None: a request waiting for the job gets its answer
+    from the local pool without reading it again."""
+    if lifecycle.table_of(run_id) is SweepChunk:
+        _run_chunk(run_id)
+        return None
+    return _run_job(run_id)
 
 
 def _claim(run_id: str, read: Callable[[Session], T]) -> tuple[int, T] | None:
@@ -168,21 +174,24 @@ def _stop_error(progress: Progress, max_runtime_seconds: float | None) -> tuple[
     return None
 
 
-def _run_job(job_id: str) -> None:
+def _run_job(job_id: str) -> dict[str, Any] | None:
     def read(session: Session) -> tuple[Any, ...]:
         return tuple(session.execute(_READ_JOB, {"job": job_id}).one())
 
     claimed = _claim(job_id, read)
     if claimed is None:
-        return
+        return None
     attempt, (owner, hyperparameters, dataset_id, max_runtime, blob) = claimed
     progress = Progress(job_id, attempt, max_runtime)
     samples = metrics.SampleCount("job")
+    ended: dict[str, Any] | None = None  # the row as finish wrote it
 
     def finish(status: Status, result: model.TrainResult | None = None, **error: str) -> None:
-        def write() -> bool:
+        nonlocal ended
+
+        def write() -> dict[str, Any] | None:
             with session_scope() as session:
-                if lifecycle.finish(
+                row = lifecycle.finish(
                     session=session,
                     run_id=job_id,
                     attempt=attempt,
@@ -192,15 +201,15 @@ def _run_job(job_id: str) -> None:
                     epochs_completed=result.epochs_completed if result else 0,
                     last_loss=result.final_loss if result else None,
                     **error,
-                ):
-                    if result is not None:
-                        results.store_histories(session, [results.history_rows(owner, job_id, 0, result)])
-                    return True
-                session.rollback()
-                return False
+                )
+                if row is None:
+                    session.rollback()
+                elif result is not None:
+                    results.store_histories(session, [results.history_rows(owner, job_id, 0, result)])
+                return row
 
-        # Counted once written: a stale attempt's end is not an outcome.
-        if retrying(f"finish {job_id}", write, progress.settings.lease_seconds):
+        ended = retrying(f"finish {job_id}", write, progress.settings.lease_seconds)
+        if ended is not None:  # counted once written: a stale attempt's end is not an outcome
             metrics.ended("job", [(status, error.get("error_code"))])
 
     def on_progress(fleet: Fleet) -> None:  # once per engine call, not per epoch
@@ -224,7 +233,7 @@ def _run_job(job_id: str) -> None:
     points = datasets.points_of(blob)
     result: model.TrainResult | None = _train(job_id, dataset_id, points, finish, train)
     if result is None:
-        return
+        return ended
     # A cancel or deadline seen after the last epoch stopped nothing: the run succeeded.
     stopped = _stop_error(progress, max_runtime) if result.stopped else None
     if result.diverged:
@@ -233,6 +242,7 @@ def _run_job(job_id: str) -> None:
         finish(stopped[0], result, **stopped[1])
     elif progress.reason != "lost":
         finish(Status.SUCCEEDED, result)
+    return ended
 
 
 def _run_chunk(chunk_id: str) -> None:
@@ -258,14 +268,17 @@ def _run_chunk(chunk_id: str) -> None:
         def write() -> list[metrics.Outcome]:
             with session_scope() as session:
                 # The chunk's row first, as claim, reap and cancel lock it: the same lock order everywhere.
-                if not lifecycle.finish(
-                    session=session,
-                    run_id=chunk_id,
-                    attempt=attempt,
-                    status=status,
-                    device=fleet[0].device if fleet else None,
-                    epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
-                    **error,
+                if (
+                    lifecycle.finish(
+                        session=session,
+                        run_id=chunk_id,
+                        attempt=attempt,
+                        status=status,
+                        device=fleet[0].device if fleet else None,
+                        epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
+                        **error,
+                    )
+                    is None
                 ):
                     session.rollback()
                     return []

@@ -25,6 +25,7 @@ from jobs import admission, lifecycle, reads, results, storage, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
 from jobs.status import ACTIVE, Status
+from worker.executor import Executor
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=JSONRoute)
 
@@ -84,11 +85,11 @@ class Submission:
     """What a submit route takes besides its body: the key's owner, a session, the executor, the
     response (its status and Location) and the Idempotency-Key."""
 
-    owner: OwnerDep
-    session: SessionDep
-    executor: ExecutorDep
+    owner: str
+    session: Session
+    executor: Executor
     response: Response
-    idempotency_key: IdempotencyKey = None
+    idempotency_key: str | None
 
     def submit(self, body: schemas.JobIn | schemas.SweepIn) -> tables.Job | tables.Sweep:
         """Admit and queue a job or a sweep: 202 when created, 200 for a retry of the same request."""
@@ -106,7 +107,19 @@ class Submission:
         return row
 
 
-SubmissionDep = Annotated[Submission, Depends()]
+async def submission(
+    owner: OwnerDep,
+    session: SessionDep,
+    executor: ExecutorDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> Submission:
+    # A function, not the class itself: FastAPI builds a class dependency in a worker thread,
+    # a hop per submit.
+    return Submission(owner, session, executor, response, idempotency_key)
+
+
+SubmissionDep = Annotated[Submission, Depends(submission)]
 
 
 PreferHeader = Annotated[

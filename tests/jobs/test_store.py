@@ -95,14 +95,21 @@ def test_claim_heartbeat_finish_by_the_current_attempt_only(session_factory) -> 
         # The stale attempt 1 wakes up: it can neither report nor finish.
         assert lifecycle.heartbeat(session=s, run_id=job.id, attempt=1, **beat) is None
 
-        def finish(attempt: int, result: dict[str, bool]) -> bool:
+        def finish(attempt: int, result: dict[str, bool]) -> dict[str, Any] | None:
             done = lifecycle.finish(session=s, run_id=job.id, attempt=attempt, status=Status.SUCCEEDED, result=result)
             s.commit()
             return done
 
-        assert not finish(1, {"stale": True})
-        assert finish(2, {"fresh": True})
-        assert not finish(2, {"again": True})  # finished once
+        assert finish(1, {"stale": True}) is None
+        ended = finish(2, {"fresh": True})  # the row as it ended
+        assert ended is not None
+        assert (ended["id"], ended["status"], ended["attempts"], ended["result"]) == (
+            job.id,
+            Status.SUCCEEDED,
+            2,
+            {"fresh": True},
+        )
+        assert finish(2, {"again": True}) is None  # finished once
         done = lifecycle.get_job(session=s, owner="ann", job_id=job.id)
         s.refresh(done)
         assert (done.status, done.attempts, done.result) == (Status.SUCCEEDED, 2, {"fresh": True})

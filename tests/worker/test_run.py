@@ -129,7 +129,7 @@ def trains(run_id: str) -> bool:
     return bool(status == Status.RUNNING and epochs >= 1)
 
 
-def run_in_thread(pool: ThreadPoolExecutor, run_id: str) -> "Future[None]":
+def run_in_thread(pool: ThreadPoolExecutor, run_id: str) -> "Future[dict[str, Any] | None]":
     """run(run_id) in the pool, once it is training."""
     future = pool.submit(run, run_id)
     wait_until(lambda: trains(run_id) or future.done())
@@ -162,9 +162,11 @@ def test_a_job_succeeds_and_stores_what_model_train_gives_alone() -> None:
     data = points(200, seed=1)
     hp = resolved(learning_rate=0.2, batch_size=16, epochs=40, seed=7, validation_fraction=0.2, dtype="float64")
     job_id = submit_job(data, hp)
-    run(job_id)
+    ended = run(job_id)
     alone = model.train(*data, config_from(hp))
     row = job_row(job_id)
+    # What run() hands back (a waiting request's answer) is the row as stored.
+    assert ended == {c.name: getattr(row, c.name) for c in Job.__table__.columns}
     assert (row.status, row.attempts, row.error_code, row.error_message) == (Status.SUCCEEDED, 1, None, None)
     assert (row.device, row.epochs_completed, row.last_loss) == ("cpu", 40, alone.final_loss)
     assert row.lease_expires_at is None and row.finished_at is not None and row.started_at is not None
