@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 import model
 from jobs import datasets, lifecycle, storage
+from jobs.db import utcnow
 from jobs.errors import InvalidInput, QueueUnavailable
 from jobs.hyperparameters import config_from, default_objective, grid_size, trials
 from jobs.settings import Settings
@@ -150,6 +151,7 @@ def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]
         "max_runtime_seconds": request.max_runtime_seconds,
         "idempotency_key": request.idempotency_key,
         "request_hash": request.request_hash,
+        "created_at": utcnow(),  # the response shows it: the INSERT's default would not reach the object
     }
 
 
@@ -270,5 +272,8 @@ def enqueue(
     except Exception as exc:
         if lifecycle.withdraw(session=session, row=row, dataset_sent_inline=admitted.inline):
             raise QueueUnavailable("the job queue is unavailable; nothing was stored, try again shortly") from exc
-        session.refresh(row)
+        # Read as its worker left it (the row object was made here, in no session).
+        if isinstance(row, Job):
+            return lifecycle.get_job(session=session, owner=row.owner, job_id=row.id), True
+        return lifecycle.get_sweep(session=session, owner=row.owner, sweep_id=row.id), True
     return row, True

@@ -112,7 +112,7 @@ def read_csv(raw: bytes, max_points: int) -> Points | None:
 def create(*, session: Session, dataset: Dataset) -> tuple[Dataset, bool]:
     """Store a dataset built by build(); (dataset, created), idempotent by its key."""
     session.add(dataset)
-    return commit_once(session, dataset)
+    return commit_once(session, dataset, session.flush)
 
 
 def get(*, session: Session, owner: str, dataset_id: str) -> Dataset:

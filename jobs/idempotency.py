@@ -13,17 +13,15 @@ from jobs.tables import Dataset, Job, Sweep
 Row = TypeVar("Row", bound=Dataset | Job | Sweep)
 
 
-def commit_once(session: Session, row: Row, before_commit: Callable[[], None] | None = None) -> tuple[Row, bool]:
-    """Commit row (and whatever else the session holds); (row, True) when it was created.
+def commit_once(session: Session, row: Row, write: Callable[[], None]) -> tuple[Row, bool]:
+    """write() (which inserts row, and may raise to roll back), then commit; (row, True) when
+    it was created.
 
-    before_commit runs after the insert, inside the transaction (it may raise to roll back).
     With an idempotency key, the unique (owner, idempotency_key) constraint decides between
     concurrent requests: the loser rolls back and gets the first row, (first, False), or
     IdempotencyMismatch when that row came from a different request."""
     try:
-        session.flush()
-        if before_commit is not None:
-            before_commit()
+        write()
         session.commit()
         return row, True
     except IntegrityError:

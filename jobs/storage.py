@@ -72,8 +72,13 @@ def store_dataset(*, session: Session, dataset: Dataset, limit: int) -> tuple[Da
     session.commit()  # end any read transaction: on SQLite the insert must begin the transaction
     lock_owner(session, dataset.owner)
     session.add(dataset)
+
+    def write() -> None:
+        session.flush()
+        check_room(session, dataset.owner, 0, limit)
+
     try:
-        return commit_once(session, dataset, before_commit=lambda: check_room(session, dataset.owner, 0, limit))
+        return commit_once(session, dataset, write)
     except QuotaExceeded:
         session.rollback()
         raise
