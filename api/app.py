@@ -33,6 +33,7 @@ def create_app() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        app.state.watcher.start()
         executor.start(app.state.watcher.poke)
         # Its first pass sends every queued run: a message sent before a restart may be lost.
         # In the thread, so that serve starts (and says what is down) while the queue is down.

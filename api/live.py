@@ -11,6 +11,7 @@ Redis), so a request waiting for a job that takes milliseconds is answered in mi
 """
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -26,6 +27,7 @@ from jobs.tables import Job, Sweep, SweepChunk
 T = TypeVar("T")
 MAX_WAIT = 60  # seconds a request may ask to wait (Prefer: wait)
 ANSWER_MARGIN = 0.2  # seconds before a wait's end at which its answer is read and sent
+RECENT_ENDS = 256  # ended runs a serve remembers (a row each)
 State = tuple[Any, ...]  # of a job: (status, epochs completed); of a sweep: (status, epochs, chunks ended)
 
 
@@ -62,7 +64,9 @@ class Watcher:
         self._poller: asyncio.Task[None] | None = None
         self._poked = asyncio.Event()
         self._ends: dict[str, asyncio.Event] = {}  # run id: set when the executor says it ended
-        self._rows: dict[str, dict[str, Any]] = {}  # run id: its row as it ended, where the executor gave it
+        # The runs that ended lately, with the row the executor gave (or None): a request may
+        # start to wait for a tiny job only after it ended.
+        self._recent: OrderedDict[str, dict[str, Any] | None] = OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @asynccontextmanager
@@ -71,8 +75,10 @@ class Watcher:
         self._following[run_id] = self._following.get(run_id, 0) + 1
         if stream:
             self._streams[run_id] = self._streams.get(run_id, 0) + 1
-        self._ends.setdefault(run_id, asyncio.Event())
-        self._loop = asyncio.get_running_loop()
+        if run_id not in self._ends:
+            self._ends[run_id] = asyncio.Event()
+            if run_id in self._recent:
+                self._ends[run_id].set()
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(first=stream), name="tinytrain-watcher")
         try:
@@ -81,11 +87,14 @@ class Watcher:
             self._following[run_id] -= 1
             if not self._following[run_id]:
                 del self._following[run_id], self._ends[run_id]
-                self._rows.pop(run_id, None)
             if stream:
                 self._streams[run_id] -= 1
                 if not self._streams[run_id]:
                     del self._streams[run_id]
+
+    def start(self) -> None:
+        """On serve's event loop, before the executor starts: pokes come from then on."""
+        self._loop = asyncio.get_running_loop()
 
     def state(self, run_id: str) -> State | None:
         """The run's state at the last tick (None before its first)."""
@@ -106,27 +115,29 @@ class Watcher:
         return result
 
     def ended(self, run_id: str) -> asyncio.Event:
-        """Set when the executor says the (followed) run ended: a request waiting for it then
-        reads it at once (see ended_row), one query rather than a poll of every followed run and a read."""
+        """Set when the executor says the (followed) run ended, or a poll finds it ended: a
+        request waiting for it then answers at once (see ended_row)."""
         return self._ends[run_id]
 
     def ended_row(self, run_id: str) -> dict[str, Any] | None:
-        """The row the executor gave with the run's end (taken: a later end brings its own), else None."""
-        return self._rows.pop(run_id, None)
+        """The row the executor gave with the run's last end, else None."""
+        return self._recent.get(run_id)
 
     def poke(self, run_id: str, row: dict[str, Any] | None = None) -> None:
         """From any thread: run_id ended (as row, where the executor has it); its waiting
         requests answer now, and a stream that follows it gets a poll now rather than at the
         next tick."""
-        if self._loop is not None and run_id in self._following:
+        if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_poke, run_id, row)
 
     def _on_poke(self, run_id: str, row: dict[str, Any] | None) -> None:
+        self._recent[run_id] = row
+        self._recent.move_to_end(run_id)
+        if len(self._recent) > RECENT_ENDS:
+            self._recent.popitem(last=False)
         if run_id in self._streams:
             self._poked.set()
         if run_id in self._ends:
-            if row is not None:
-                self._rows[run_id] = row
             self._ends[run_id].set()
 
     async def _poll(self, first: bool) -> None:
@@ -141,6 +152,9 @@ class Watcher:
                 async with self._tick:
                     self._states, self._reads = states, {}
                     self._tick.notify_all()
+                for run_id, ended in self._ends.items():
+                    if run_id in states and states[run_id][0] not in ACTIVE:
+                        ended.set()  # a run the executor did not say ended (another serve's, Celery's lost word)
             first = True
             try:
                 await asyncio.wait_for(self._poked.wait(), self.interval)
@@ -159,26 +173,23 @@ def wait_deadline(seconds: int) -> float:
 
 
 async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Callable[[], Awaitable[Job]]) -> Job:
-    """read() once the job has ended or the loop's time reached deadline, whichever is first: the
-    waiting holds no thread and makes no query of its own (the watcher's poll covers them all)
-    until the executor says the job ended; then the row it handed back answers, or one read."""
+    """The job once it has ended, or read() once the loop's time reached deadline, whichever is
+    first. The waiting holds no thread, makes no query of its own (the watcher's poll covers
+    every followed run) and no task: the executor (or the poll) says the job ended, and the row
+    the executor handed back answers, or one read."""
     async with watcher.follow(job_id, stream=False):
         ended = watcher.ended(job_id)
         while True:
-            seen = watcher.state(job_id)
-            left = deadline - asyncio.get_running_loop().time()
-            if (seen is not None and seen[0] not in ACTIVE) or left <= 0:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await ended.wait()
+            except TimeoutError:
                 return await read()
-            if ended.is_set():
-                row = watcher.ended_row(job_id)
-                job = Job(**row) if row is not None else await read()
-                if job.status not in ACTIVE:
-                    return job
-                ended.clear()  # queued again (its worker was lost): wait on
-            waits = [asyncio.ensure_future(watcher.changed(job_id, seen)), asyncio.ensure_future(ended.wait())]
-            await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
+            row = watcher.ended_row(job_id)
+            job = Job(**row) if row is not None else await read()
+            if job.status not in ACTIVE:
+                return job
+            ended.clear()  # queued again (its worker was lost): wait on
 
 
 def prefer_wait(prefer: str | None) -> int | None:
