@@ -6,8 +6,8 @@ A stream then reads only what is new, through the watcher's reads of this tick, 
 asking the same (the next entries of one job's history) share. So a stream costs no query per
 epoch, and a hundred streams of one job cost the database about what one does. Any serve process
 can stream any run: everything comes from the database, which the workers write as they train.
-The executor pokes the watcher when a run ends (the local pool's future, Celery's workers through
-Redis), so a request waiting for a job that takes milliseconds is answered in milliseconds.
+The executor pokes the watcher when a run ends (a local training process's answer, Celery's
+workers through Redis), so a request waiting for a job that takes milliseconds is answered in milliseconds.
 """
 
 import asyncio

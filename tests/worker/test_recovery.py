@@ -62,7 +62,7 @@ def test_a_killed_pool_process_loses_no_job_and_the_pool_comes_back(make_server:
             # for one must wait on for the run the reaper starts again, not answer "running".
             waited = pool.submit(c.get, f"/v1/jobs/{busy[0]}", headers={"Prefer": "wait=60"}, timeout=70)
             time.sleep(0.5)
-            # One process dies: the pool is broken for good, its other process and queue go with it.
+            # One process dies: its run waits for the reaper, the queued runs for the other process.
             os.kill(pool_processes(server.process.pid)[0], signal.SIGKILL)
             assert waited.result().json()["status"] == "succeeded"
         for job_id in busy + waiting:
