@@ -1,6 +1,6 @@
 """Service benchmark: tiny-job latency and throughput, and job reads beside a bare FastAPI endpoint.
 
-    python -m benchmarks.service [--jobs N] [--serve-processes N]
+    python -m benchmarks.service [--jobs N] [--serve-processes N] [--baseline DIR]
 
 Starts real processes on loopback: `tinytrain serve` with the local executor, then with Celery
 (a redis-server of its own and 1, then 2 `tinytrain worker` processes with their defaults), and
@@ -8,6 +8,10 @@ for the read test a bare FastAPI app under the same uvicorn. A tiny job is 1,000
 inline, 10 epochs. Clients run in this process on aiohttp; reads are driven by wrk (Debian
 package `wrk`) when present. Everything shares this machine's cores: the load generator's CPU
 is taken from the service it measures.
+
+--baseline DIR runs, first, a serve of an earlier tinytrain's source tree (say
+`git worktree add /tmp/before <commit>`) beside this one: the earlier one polled, this one
+waited on, in turns (the earlier code must run with this checkout's installed packages).
 """
 
 import argparse
@@ -179,6 +183,42 @@ def jobs_rows(url: str, key: str, n_jobs: int, label: str, service: list[int], r
     print(f"| {label} | Prefer: wait vs polling (16 clients, median of {rounds} turns each) | {ratio} |", flush=True)
 
 
+def against_baseline(baseline: Server, ours: Server, n_jobs: int, rounds: int = 3) -> None:
+    """Tiny jobs on the baseline's serve by polling (every 2 ms alone, every 50 ms among 16
+    clients) and on ours by Prefer: wait, in turns: jobs/s, p50, and each serve's CPU a job."""
+
+    def turn(server: Server, poll: float | None, clients: int) -> tuple[float, list[float], float]:
+        assert server.process is not None
+        before = cpu_seconds([server.process.pid])
+        if clients == 1:
+            seconds = asyncio.run(latency(server.url, server.key, 100, poll))
+            rate = len(seconds) / sum(seconds)
+        else:
+            rate, seconds = asyncio.run(throughput(server.url, server.key, n_jobs, clients, poll))
+        return rate, seconds, (cpu_seconds([server.process.pid]) - before) / len(seconds)
+
+    for server in (baseline, ours):
+        asyncio.run(latency(server.url, server.key, 10, None))  # warm-up
+    for clients, poll in ((1, 0.002), (16, 0.05)):
+        runs: dict[str, list[tuple[float, list[float], float]]] = {"baseline": [], "ours": []}
+        for _ in range(rounds):
+            runs["baseline"].append(turn(baseline, poll, clients))
+            runs["ours"].append(turn(ours, None, clients))
+        rate, cpu, lat = {}, {}, {}
+        for name, taken in runs.items():
+            rate[name] = statistics.median(r for r, _, _ in taken)
+            cpu[name] = statistics.median(c for _, _, c in taken)
+            lat[name] = [s for _, seconds, _ in taken for s in seconds]
+        figure = (
+            f"{rate['baseline']:.0f} vs {rate['ours']:.0f} jobs/s ({rate['ours'] / rate['baseline']:.2f}x), "
+            f"p50 {_p(lat['baseline'], 50)} vs {_p(lat['ours'], 50)}, "
+            f"CPU a job {cpu['baseline'] * 1e3:.1f} vs {cpu['ours'] * 1e3:.1f} ms"
+        )
+        who = "1 client" if clients == 1 else f"{clients} clients"
+        how = f"{who}, baseline polling every {poll * 1e3:.0f} ms vs Prefer: wait"
+        print(f"| local | {how} (median of {rounds} turns each) | {figure} |", flush=True)
+
+
 def waiting_threads(server: Server, clients: int = 100) -> tuple[int, int]:
     """serve's threads before and while `clients` requests wait (Prefer: wait) on a long job."""
     assert server.process is not None
@@ -214,10 +254,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=300, help="jobs in each throughput run")
     parser.add_argument("--serve-processes", type=int, default=1, help="tinytrain serve --processes")
+    parser.add_argument("--baseline", type=Path, help="an earlier tinytrain's source tree to poll beside this one")
     args = parser.parse_args()
     print(f"# tinytrain service benchmark ({os.cpu_count()} cores, loopback, SQLite)\n")
     print("| executor | measure | figure |\n|---|---|---|")
     serve_args = ("--processes", str(args.serve_processes))
+
+    if args.baseline is not None:
+        servers = []
+        for tree in (args.baseline.resolve(), None):
+            work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
+            env = server_env(work, rate_limit=RATE_LIMIT)
+            if tree is not None:
+                env["PYTHONPATH"] = str(tree)  # its packages before this checkout's
+            servers.append(Server(work, env, args=serve_args))
+        try:
+            for server in servers:
+                server.start()
+            against_baseline(servers[0], servers[1], args.jobs)
+        finally:
+            for server in servers:
+                server.stop()
 
     work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
     server = Server(work, server_env(work, rate_limit=RATE_LIMIT), args=serve_args)
