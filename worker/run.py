@@ -74,6 +74,7 @@ class Progress:
         self.deadline = self.started + max_runtime_seconds if max_runtime_seconds else None
         self.last_beat = self.last_heard = self.started
         self.written = 0  # epochs of the loss history stored so far
+        self.sent_history = False  # whether a beat sent some (its commit may be through though it failed)
         self.reason: str | None = None  # why the run must stop: cancelled, timeout or lost
         self.device: str | None = None  # to write with the next beat, once the engine chose it
 
@@ -83,6 +84,7 @@ class Progress:
             return
         self.last_beat = moment
         segments = new_history(self.written) if new_history is not None else []
+        self.sent_history = self.sent_history or bool(segments)
         if self.device is not None:
             progress["device"] = self.device
         try:
@@ -205,7 +207,11 @@ def _run_job(job_id: str) -> dict[str, Any] | None:
                 if row is None:
                     session.rollback()
                 elif result is not None:
-                    results.store_histories(session, [results.history_rows(owner, job_id, 0, result)])
+                    history = [results.history_rows(owner, job_id, 0, result)]
+                    if progress.sent_history:  # its live segments: the whole history replaces them
+                        results.store_histories(session, history)
+                    else:  # none to replace (a claim after a first attempt removed that one's)
+                        results.insert_histories(session, history)
                 return row
 
         ended = retrying(f"finish {job_id}", write, progress.settings.lease_seconds)

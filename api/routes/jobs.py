@@ -45,16 +45,21 @@ def run_fields(row: tables.Job | tables.Sweep) -> dict[str, Any]:
     }
 
 
-def job_summary(job: tables.Job) -> schemas.JobSummary:
+def _job_fields(job: tables.Job) -> dict[str, Any]:
+    """The fields of schemas.JobSummary."""
     progress = schemas.Progress(
         epochs_completed=job.epochs_completed, epochs=job.hyperparameters["epochs"], last_loss=job.last_loss
     )
-    return schemas.JobSummary(**run_fields(job), progress=progress, device=job.device, attempts=job.attempts)
+    return {**run_fields(job), "progress": progress, "device": job.device, "attempts": job.attempts}
+
+
+def job_summary(job: tables.Job) -> schemas.JobSummary:
+    return schemas.JobSummary(**_job_fields(job))
 
 
 def job_out(job: tables.Job) -> schemas.Job:
     summary = job.result and schemas.ResultSummary.model_validate(job.result)
-    return schemas.Job(**dict(job_summary(job)), result=summary)
+    return schemas.Job(**_job_fields(job), result=summary)
 
 
 def submit_request(owner: str, body: schemas.JobIn | schemas.SweepIn, idempotency_key: str | None) -> admission.Request:
