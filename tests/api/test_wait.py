@@ -1,6 +1,7 @@
 """Prefer: wait (RFC 7240) on submit and read: one request for a tiny job's result, answers at the
 wait's end at the latest, holds no thread while it waits; a wait that is not 0..60 is a 400."""
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -8,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
+from api.live import Watcher
 from tests.support.celery import Stack
 from tests.support.data import sine_points
 from tests.support.server import Server
@@ -97,3 +99,23 @@ def test_prefer_wait_with_celery_is_answered_when_the_worker_announces_the_end(
         elapsed = time.monotonic() - started
     assert done.status_code == 200 and done.json()["status"] == "succeeded"
     assert elapsed < 2, elapsed
+
+
+def test_a_request_that_starts_waiting_after_its_job_ended_is_answered_from_the_row_at_once() -> None:
+    """The executor's word that a run ended comes before the request follows it (a tiny job can
+    end before its submit's answer starts to wait): the watcher remembers it and the row."""
+    row = {"id": "job_x", "status": "succeeded"}
+
+    async def scenario() -> tuple[bool, dict[str, str] | None, bool]:
+        watcher = Watcher(interval=60)  # no poll within this test: only the executor's word counts
+        watcher.start()
+        await asyncio.to_thread(watcher.poke, "job_x", row)  # from the executor's side, as it does
+        await asyncio.sleep(0)  # the poke is handled on the loop
+        async with watcher.follow("job_x", stream=False):
+            ended, given = watcher.ended("job_x").is_set(), watcher.ended_row("job_x")
+        async with watcher.follow("job_y", stream=False):
+            other = watcher.ended("job_y").is_set()
+        await watcher.stop()
+        return ended, given, other
+
+    assert asyncio.run(scenario()) == (True, row, False)
