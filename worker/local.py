@@ -55,7 +55,6 @@ class _Process:
     process: BaseProcess
     conn: Connection
     run_id: str | None = None  # the run it trains
-    ready: bool = False  # warmed up
 
 
 class LocalExecutor:
@@ -79,7 +78,8 @@ class LocalExecutor:
         self._has_cuda = all(cuda)
         for p in started:
             self._loop.add_reader(p.conn.fileno(), self._answer, p)
-            self._ready(p)
+            with self._lock:
+                self._next(p)
 
     def _spawn(self) -> _Process:
         ours, theirs = _SPAWN.Pipe()
@@ -89,11 +89,6 @@ class LocalExecutor:
         p = _Process(process, ours)
         self._all = [*self._all, p]  # a new list: ready() reads it from another thread
         return p
-
-    def _ready(self, p: _Process) -> None:
-        p.ready = True
-        with self._lock:
-            self._next(p)
 
     def has_cuda(self) -> bool:
         return self._has_cuda
@@ -121,16 +116,12 @@ class LocalExecutor:
             self._idle.append(p)
 
     def _answer(self, p: _Process) -> None:
-        """On the event loop, when p's pipe can be read: its warm-up's end, a run's end, or its death."""
+        """On the event loop, when p's pipe can be read: a run's end, or p's death."""
         try:
-            message = p.conn.recv()
+            run_id, row, error = p.conn.recv()
         except (EOFError, OSError):
             self._replace(p)
             return
-        if not p.ready:  # a replacement, warmed up
-            self._ready(p)
-            return
-        run_id, row, error = message
         if error is not None:
             log.warning("run %s did not run in the local pool: %s; the reaper will send it again", run_id, error)
         with self._lock:
@@ -142,17 +133,30 @@ class LocalExecutor:
         """p died (killed, out of memory): start another. The run it trained is not lost: its
         lease expires and the reaper sends it again; the waiting runs wait for the others."""
         assert self._loop is not None
-        p.process.join(timeout=1)
-        code, run_id = p.process.exitcode, p.run_id
-        log.error("a local worker process died (exit code %s) training %s; starting another", code, run_id)
         self._loop.remove_reader(p.conn.fileno())
         p.conn.close()
         with self._lock:
             if p in self._idle:
                 self._idle.remove(p)
         self._all = [q for q in self._all if q is not p]
-        new = self._spawn()
-        self._loop.add_reader(new.conn.fileno(), self._answer, new)  # its first message: warmed up
+        new = self._spawn()  # which reaps the dead one (multiprocessing's start does), so its exit code is known
+        log.error(
+            "a local worker process died (exit code %s) training %s; starting another", p.process.exitcode, p.run_id
+        )
+        self._loop.add_reader(new.conn.fileno(), self._warmed, new)
+
+    def _warmed(self, p: _Process) -> None:
+        """On the event loop: a replacement's first word, once warmed up (or its death)."""
+        assert self._loop is not None
+        try:
+            p.conn.recv()
+        except (EOFError, OSError):
+            self._replace(p)
+            return
+        self._loop.remove_reader(p.conn.fileno())
+        self._loop.add_reader(p.conn.fileno(), self._answer, p)
+        with self._lock:
+            self._next(p)
 
     def ready(self) -> bool:
         """True while every process is alive: no round trip, which a busy process would hold up."""
