@@ -38,7 +38,7 @@ class Request:
     name: str | None
     max_runtime_seconds: float | None
     idempotency_key: str | None
-    request_hash: str  # of the whole body, to tell a retry from a different request
+    request_hash: str | None  # of the whole body, with an idempotency key: tells a retry from another request
     grid: dict[str, list[Any]] | None = None
     random: dict[str, Any] | None = None
     objective: str | None = None

@@ -6,7 +6,7 @@ A running job's history grows by one segment per heartbeat; its end replaces the
 """
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any, TypedDict
 
 import numpy as np
@@ -22,12 +22,18 @@ from jobs.tables import History
 _F8 = np.dtype("<f8")
 
 
+# The Result's fields a run's row stores: not the two histories (kept in their own table) nor the
+# engine's flags.
+_SCALARS = [
+    f.name
+    for f in fields(model.TrainResult)
+    if f.name not in ("loss_history", "validation_loss_history", "diverged", "stopped", "device")
+]
+
+
 def scalars(result: model.TrainResult) -> dict[str, Any]:
-    """The Result as a row stores it: everything but the two histories and the engine's flags."""
-    out = asdict(result)
-    for kept_elsewhere in ("loss_history", "validation_loss_history", "diverged", "stopped", "device"):
-        del out[kept_elsewhere]
-    return out
+    """The Result as a row stores it (dataclasses.asdict would copy both histories first)."""
+    return {name: getattr(result, name) for name in _SCALARS}
 
 
 def diverged(result: model.TrainResult) -> dict[str, str]:

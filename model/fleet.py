@@ -129,13 +129,17 @@ class Fleet:
         _check_each(configs, lambda config: split_sizes(n, config.validation_fraction, config.batch_size))
         n_val = split_sizes(n, first.validation_fraction, first.batch_size)[1]
 
-        is_val = np.zeros(n, dtype=bool)
-        is_val[np.random.default_rng(_SPLIT_SEED).permutation(n)[:n_val]] = True
         dtype = np.dtype(first.dtype)
         self.configs = list(configs)
         self.dtype, self.device = first.dtype, first.device
-        self.x, self.y = x64[~is_val].astype(dtype), y64[~is_val].astype(dtype)
-        self.xv, self.yv = x64[is_val].astype(dtype), y64[is_val].astype(dtype)
+        if n_val:
+            is_val = np.zeros(n, dtype=bool)
+            is_val[np.random.default_rng(_SPLIT_SEED).permutation(n)[:n_val]] = True
+            self.x, self.y = x64[~is_val].astype(dtype), y64[~is_val].astype(dtype)
+            self.xv, self.yv = x64[is_val].astype(dtype), y64[is_val].astype(dtype)
+        else:  # no split to draw (a generator and a permutation are most of a tiny job's set-up)
+            self.x, self.y = x64.astype(dtype), y64.astype(dtype)
+            self.xv, self.yv = np.empty(0, dtype), np.empty(0, dtype)
 
         k_count, max_epochs = len(configs), max(c.epochs for c in configs)
         self.theta = np.empty((k_count, 7), dtype=dtype)

@@ -74,7 +74,7 @@ def submit_request(owner: str, body: schemas.JobIn | schemas.SweepIn, idempotenc
         name=body.name,
         max_runtime_seconds=body.max_runtime_seconds,
         idempotency_key=idempotency_key,
-        request_hash=admission.request_hash(body.model_dump_json()),
+        request_hash=admission.request_hash(body.model_dump_json()) if idempotency_key is not None else None,
         grid=sweep.grid if sweep else None,
         random=sweep.random.model_dump() if sweep and sweep.random else None,
         objective=sweep.objective if sweep else None,
