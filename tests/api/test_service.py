@@ -1,9 +1,11 @@
 """The service end to end, against a real `tinytrain serve` process over HTTP."""
 
+import fcntl
 import os
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,30 @@ def test_healthz_and_readyz(make_server: Callable[..., Server]) -> None:
     with server.client() as c:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").json() == {"status": "ready"}
+
+
+def test_a_submit_waits_out_a_held_writer_lock_in_a_thread_while_other_requests_answer(
+    make_server: Callable[..., Server],
+) -> None:
+    """A tiny job is submitted on serve's event loop, but not while another process's write holds
+    SQLite's writer lock for long: then it waits in a thread, and the loop goes on answering."""
+    server = make_server()
+    tiny = {"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}
+    with server.client() as c, ThreadPoolExecutor(1) as pool:
+        first = c.post("/v1/jobs", json=tiny, headers={"Prefer": "wait=30"}).json()
+        with open(server.workdir / "tinytrain.db-writer", "ab") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # as a long write would
+            started = time.monotonic()
+            submitting = pool.submit(c.post, "/v1/jobs", json=tiny, headers={"Prefer": "wait=30"})
+            time.sleep(0.2)
+            for _ in range(5):  # the loop answers meanwhile
+                asked = time.monotonic()
+                assert c.get(f"/v1/jobs/{first['id']}").json()["status"] == "succeeded"
+                assert time.monotonic() - asked < 0.5
+            assert not submitting.done()
+            time.sleep(1)
+        second = submitting.result()
+        assert time.monotonic() - started >= 1.2  # it did wait for the lock
+        assert second.status_code == 200 and second.json()["status"] == "succeeded"
+        listed = {j["id"] for j in c.get("/v1/jobs").json()["items"]}
+        assert listed == {first["id"], second.json()["id"]}  # one job for one submit
