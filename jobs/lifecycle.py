@@ -123,9 +123,7 @@ def _write(session: Session, statement: Any, parameters: dict[str, Any]) -> Resu
 
 
 def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
-    """queued -> running with a lease; the attempt's number, or None when the run is gone, cancelled or taken.
-
-    Not committed: the caller reads what the run needs in the same transaction, then commits."""
+    """queued -> running with a lease; the attempt's number, or None when the run is gone, cancelled or taken."""
     table, now = table_of(run_id), utcnow()
     claimed = _write(session, _statements(table).claim, {"run": run_id, "now": now, "lease": lease_seconds})
     attempt: int | None = claimed.scalar_one_or_none()
@@ -141,6 +139,7 @@ def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
             .where(Sweep.id == sweep_id, Sweep.status == Status.QUEUED)
             .values(status=Status.RUNNING, started_at=now)
         )
+    session.commit()
     return attempt
 
 

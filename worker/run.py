@@ -133,7 +133,7 @@ def run(run_id: str) -> dict[str, Any] | None:
 
 def _claim(run_id: str, read: Callable[[Session], T]) -> tuple[int, T] | None:
     """(attempt, read(session)) once the run is claimed, None if it is gone, cancelled or taken:
-    what the run needs is read in the claim's transaction."""
+    what the run needs is read on the claim's connection, right after it commits."""
     lease = get_settings().lease_seconds
 
     def claim() -> tuple[int, T] | None:

@@ -227,7 +227,6 @@ def take_over(table: type[Job] | type[SweepChunk], run_id: str) -> None:
         s.execute(update(table).where(table.id == run_id).values(lease_expires_at=expired))
         assert lifecycle.reap(session=s, max_attempts=3) == 1
         assert lifecycle.claim(session=s, run_id=run_id, lease_seconds=30) == 2
-        s.commit()
 
 
 def test_a_run_whose_lease_was_taken_over_writes_nothing_at_its_end() -> None:
@@ -274,7 +273,6 @@ def test_running_a_job_that_is_not_queued_does_nothing() -> None:
     running = submit_job(points(20), resolved(epochs=3))
     with new_session() as s:
         assert lifecycle.claim(session=s, run_id=running, lease_seconds=30) == 1  # another worker has it
-        s.commit()
     before = {job_id: job_row(job_id) for job_id in (cancelled, finished, running)}
     histories = {job_id: history(job_id) for job_id in before}
     for job_id in before:
