@@ -59,7 +59,8 @@ async def short_write(session: Session, fn: Callable[[], T]) -> T:
     passing to and fro cost 16 clients a fifth of their jobs a second. On the loop it must not
     wait long: a lock held by a long write (a big result's history) would hold up every request,
     so fn's first write then gives up (WriterBusy) and fn runs again from the start in a thread,
-    where it waits its turn. So fn writes and sends nothing before its first statement that writes."""
+    where it waits its turn. So fn writes and sends nothing before its first statement that writes;
+    a second transaction, after fn's first committed, waits for the lock as anywhere else."""
     if get_engine().dialect.name == "sqlite":
         try:
             with waiting_at_most(LOOP_PATIENCE):

@@ -99,8 +99,9 @@ _PATIENCE: ContextVar[float | None] = ContextVar("tinytrain_patience", default=N
 
 @contextmanager
 def waiting_at_most(seconds: float) -> Iterator[None]:
-    """Within: a SQLite transaction's first write raises WriterBusy when the writer lock stays
-    held for seconds (for serve's event loop, which must not wait out another process's long write)."""
+    """Within: the first SQLite transaction's first write raises WriterBusy when the writer lock
+    stays held for seconds (for serve's event loop, which must not wait out another process's
+    long write); any later one waits for it."""
     token = _PATIENCE.set(seconds)
     try:
         yield
@@ -131,6 +132,9 @@ class _SQLiteConnection(sqlite3.Connection):
                 fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
             else:
                 self._try_lock(time.monotonic() + patience)
+                # Once: a later transaction may follow a commit, which a WriterBusy's rerun
+                # would repeat. It waits as any other.
+                _PATIENCE.set(None)
             self._writing = True
 
     def _try_lock(self, deadline: float) -> None:
