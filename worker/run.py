@@ -131,15 +131,22 @@ def run(run_id: str) -> dict[str, Any] | None:
     return _run_job(run_id)
 
 
-def _claim(run_id: str, read: Callable[[Session], T]) -> tuple[int, T] | None:
-    """(attempt, read(session)) once the run is claimed, None if it is gone, cancelled or taken:
-    what the run needs is read on the claim's connection, right after it commits."""
+def _claim(run_id: str, read: Callable[[Session], T | None]) -> tuple[int, T] | None:
+    """(attempt, read(session)) once the run is claimed, None if it is gone (read None), cancelled or taken.
+
+    What the run needs is read first, in the claim's transaction (whose commit ends it) but before
+    its UPDATE: on SQLite outside the writer lock, as a dataset's points may be 160 MB. None of
+    it changes while the run is queued (a dataset in use cannot be deleted); a claim that fails
+    discards it."""
     lease = get_settings().lease_seconds
 
     def claim() -> tuple[int, T] | None:
         with session_scope() as session:
+            found = read(session)
+            if found is None:
+                return None
             attempt = lifecycle.claim(session=session, run_id=run_id, lease_seconds=lease)
-            return None if attempt is None else (attempt, read(session))
+            return None if attempt is None else (attempt, found)
 
     # Given up after a lease: the message is then gone, and the reaper sends the run again.
     return retrying(f"claim {run_id}", claim, lease)
@@ -177,8 +184,9 @@ def _stop_error(progress: Progress, max_runtime_seconds: float | None) -> tuple[
 
 
 def _run_job(job_id: str) -> dict[str, Any] | None:
-    def read(session: Session) -> tuple[Any, ...]:
-        return tuple(session.execute(_READ_JOB, {"job": job_id}).one())
+    def read(session: Session) -> tuple[Any, ...] | None:
+        row = session.execute(_READ_JOB, {"job": job_id}).first()
+        return None if row is None else tuple(row)
 
     claimed = _claim(job_id, read)
     if claimed is None:
@@ -252,12 +260,16 @@ def _run_job(job_id: str) -> dict[str, Any] | None:
 
 
 def _run_chunk(chunk_id: str) -> None:
-    def read(session: Session) -> tuple[SweepChunk, Sweep, list[Any], datasets.Points | None]:
-        chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).one()
+    def read(session: Session) -> tuple[SweepChunk, Sweep, list[Any], datasets.Points | None] | None:
+        chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).first()
+        if chunk is None:
+            return None
         sweep = session.scalars(select(Sweep).where(Sweep.id == chunk.sweep_id)).one()
         in_chunk = lifecycle.in_chunk(sweep.id, chunk.lo, chunk.hi)
-        trials = session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index))
-        return chunk, sweep, list(trials), datasets.load_points(session=session, dataset_id=sweep.dataset_id)
+        trials = list(session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index)))
+        points = datasets.load_points(session=session, dataset_id=sweep.dataset_id)
+        session.expunge_all()  # kept as read: the claim expires what the session holds
+        return chunk, sweep, trials, points
 
     claimed = _claim(chunk_id, read)
     if claimed is None:
