@@ -177,7 +177,8 @@ async def submit_job(
     seconds = prefer_wait(prefer)
     deadline = wait_deadline(seconds or 0)  # counted from the request's arrival, submitting included
     submit = partial(submission.submit, body)
-    # A job of a few thousand points submits in a millisecond: on the loop, if it need not wait.
+    # A body small enough to parse on the loop submits in a few ms at most: on the loop too, unless
+    # its dispatch may wait (Celery, on Redis).
     inline = small_body(request) and not submission.executor.dispatch_waits
     job = await (short_write(submission.session, submit) if inline else run_in_threadpool(submit))
     assert isinstance(job, tables.Job)
