@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from hypothesis import settings
 
 from tests.support.celery import Stack
 from tests.support.databases import fresh_database
-from tests.support.server import Server, server_env
+from tests.support.server import Server, serving
 
 # CI replays the same examples every run; on a developer's machine hypothesis explores afresh.
 settings.register_profile("ci", derandomize=True, database=None)
@@ -34,29 +35,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start servers with settings: make_server(max_points="10")."""
-    started: list[Server] = []
+    with ExitStack() as started:
+        yield lambda **settings: started.enter_context(serving(tmp_path, **settings))
 
-    def make(**settings: str) -> Server:
-        server = Server(tmp_path, server_env(tmp_path, **settings))
-        server.start()
-        started.append(server)
-        return server
 
-    yield make
-    for server in started:
-        server.stop()
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A serve of the module's own on the defaults (SQLite, the local executor); a module whose
+    tests need other settings defines its own."""
+    with serving(tmp_path_factory.mktemp("serve")) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for a module of read-mostly tests, with small limits to provoke."""
     tmp = tmp_path_factory.mktemp("serve")
-    server = Server(
-        tmp, server_env(tmp, max_points="1000", max_epochs="100000", max_body_bytes="200000", max_predict_points="50")
-    )
-    server.start()
-    yield server
-    server.stop()
+    with serving(tmp, max_points="1000", max_epochs="100000", max_body_bytes="200000", max_predict_points="50") as s:
+        yield s
 
 
 @pytest.fixture

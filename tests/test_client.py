@@ -20,7 +20,7 @@ from tests.support.celery import Stack
 from tests.support.data import sine_points
 from tests.support.ports import free_port
 from tests.support.proxy import Proxy
-from tests.support.server import Server, server_env
+from tests.support.server import Server
 from tinytrain.client import (
     ApiError,
     Client,
@@ -39,15 +39,6 @@ QUICK: dict[str, Any] = {"epochs": 40, "batch_size": 8, "device": "cpu"}
 # Seconds of training in many engine calls: a job still running when a test acts on it.
 STEADY: dict[str, Any] = {"learning_rate": 0.01, "batch_size": 1, "epochs": 30_000, "device": "cpu"}
 LONG: dict[str, Any] = {**STEADY, "epochs": 1_000_000}  # trains past any test; cancelled
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("client")
-    started = Server(tmp, server_env(tmp))
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

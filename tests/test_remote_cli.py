@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,19 +18,10 @@ from tests.support.cli import BIN, run
 from tests.support.data import sine_points
 from tests.support.keys import bearer
 from tests.support.ports import free_port
-from tests.support.server import Server, clean_env, server_env
+from tests.support.server import Server, clean_env
 
 QUICK = ("--epochs", "40", "--batch-size", "8", "--device", "cpu")
 LONG = ("--epochs", "1000000", "--batch-size", "1", "--learning-rate", "0.01", "--device", "cpu")
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("remote")
-    started = Server(tmp, server_env(tmp))
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from tests.support.cli import tinytrain
 from tests.support.client import assert_all_finite, raw_json, wait_for
 from tests.support.data import SMALL_JOB, sine_points
 from tests.support.keys import bearer
-from tests.support.server import Server, server_env
+from tests.support.server import Server, serving
 
 LIMITS = {
     "max_points": "1000",
@@ -35,11 +35,8 @@ def record(response: httpx.Response) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("abuse")
-    s = Server(tmp, server_env(tmp, **LIMITS))
-    s.start()
-    yield s
-    s.stop()
+    with serving(tmp_path_factory.mktemp("abuse"), **LIMITS) as s:
+        yield s
     assert_no_5xx_and_no_secret_in_logs(s)
 
 

@@ -24,7 +24,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.support.client import wait_for
 from tests.support.data import sine_points
-from tests.support.server import Server, server_env
+from tests.support.server import Server
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -36,15 +36,6 @@ PARAMETERS = ("w11", "w12", "b11", "b12", "w21", "w22", "b2")
 ENDED = ("succeeded", "failed", "cancelled")
 # 2,000 points one at a time for 60,000 epochs: about ten seconds of training on one core.
 LONG = {"learning_rate": 0.002, "batch_size": 1, "epochs": 60_000}
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("dashboard")
-    started = Server(tmp, server_env(tmp))
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture

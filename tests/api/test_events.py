@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
 from tests.support.celery import Stack
@@ -56,17 +55,6 @@ def submit(c: httpx.Client, hp: dict[str, Any], n: int = 2000) -> str:
     assert response.status_code == 202, response.text
     job_id: str = response.json()["id"]
     return job_id
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from tests.support.server import server_env
-
-    tmp = tmp_path_factory.mktemp("events")
-    started = Server(tmp, server_env(tmp))
-    started.start()
-    yield started
-    started.stop()
 
 
 def test_progress_events_rebuild_the_history_exactly_and_the_stream_ends(server: Server) -> None:

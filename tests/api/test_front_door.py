@@ -15,16 +15,15 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psycopg
 import pytest
 import redis
 
 from tests.support.celery import Stack
 from tests.support.client import wait_for
 from tests.support.data import SMALL_JOB
-from tests.support.databases import PG_ADMIN
+from tests.support.databases import refusing_connections
 from tests.support.keys import bearer
-from tests.support.server import Server, server_env
+from tests.support.server import Server, serving
 
 MiB = 1024 * 1024
 BAD_KEY = "tt_" + "0" * 43  # of a key's shape, so looked up (a key of another shape is a 401 without a lookup)
@@ -92,11 +91,8 @@ def parallel_posts(server: Server, key: str | None, whole: bool = False) -> list
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The default limits (64 MiB bodies, 10 million points), no limit on failed authentications
     (the test of that limit has servers of its own)."""
-    tmp = tmp_path_factory.mktemp("front")
-    s = Server(tmp, server_env(tmp, auth_failure_limit="100000/minute"))
-    s.start()
-    yield s
-    s.stop()
+    with serving(tmp_path_factory.mktemp("front"), auth_failure_limit="100000/minute") as s:
+        yield s
 
 
 def test_a_bad_or_missing_key_is_401_before_the_body_is_read(server: Server) -> None:
@@ -260,16 +256,6 @@ def test_failed_authentications_are_limited_per_address_in_redis(tmp_path: Path)
         stack.stop()
 
 
-def _set_connections(database: str, allowed: bool) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS {'true' if allowed else 'false'}")
-        if not allowed:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
-
-
 def test_a_throttled_address_is_refused_before_any_database_lookup(
     make_server: Callable[..., Server], postgres_url: str
 ) -> None:
@@ -278,15 +264,12 @@ def test_a_throttled_address_is_refused_before_any_database_lookup(
     server = make_server(database_url=postgres_url, auth_failure_limit="3/day")
     with httpx.Client(base_url=server.url, timeout=30) as c:
         assert [c.get("/v1/jobs", headers=_bogus(i)).status_code for i in range(3)] == [401] * 3
-        _set_connections(postgres_url.rsplit("/", 1)[1], allowed=False)
-        try:
+        with refusing_connections(postgres_url):
             for i in range(3, 6):
                 assert _throttled(c.get("/v1/jobs", headers=_bogus(i)))
                 assert _throttled(c.post("/v1/jobs", headers=_bogus(i), json=SMALL_JOB))
             assert c.get("/v1/jobs", headers={**_bogus(9), **ELSEWHERE}).status_code == 503
             assert c.post("/v1/jobs", headers={**_bogus(9), **ELSEWHERE}, json=SMALL_JOB).status_code == 503
-        finally:
-            _set_connections(postgres_url.rsplit("/", 1)[1], allowed=True)
 
 
 def test_no_key_or_hash_in_the_logs(server: Server) -> None:

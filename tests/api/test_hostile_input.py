@@ -9,12 +9,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from tests.support.client import wait_for
-from tests.support.databases import PG_ADMIN, fresh_database
-from tests.support.server import Server, server_env
+from tests.support.databases import fresh_database, refusing_connections
+from tests.support.server import Server, serving
 
 POINTS = {"x": [0.0, 1.0, 2.0], "y": [1.0, 0.0, 1.0]}
 SMALL_HP = {"batch_size": 1, "epochs": 2}
@@ -35,11 +34,8 @@ def bad_ids(prefix: str) -> list[str]:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per database for the module's read-mostly tests."""
     tmp = tmp_path_factory.mktemp("hostile")
-    with fresh_database(request.param, tmp) as url:
-        started = Server(tmp, server_env(tmp, database_url=url))
-        started.start()
+    with fresh_database(request.param, tmp) as url, serving(tmp, database_url=url) as started:
         yield started
-        started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -144,28 +140,16 @@ def test_printable_names_are_kept(client: httpx.Client) -> None:
     assert client.get(f"/v1/datasets/{r.json()['id']}").json()["name"] == name
 
 
-def _set_connections(database: str, allowed: bool) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"ALTER DATABASE {database} ALLOW_CONNECTIONS {'true' if allowed else 'false'}")
-        if not allowed:
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            )
-
-
 def test_reads_answer_503_while_postgresql_is_unreachable_and_recover(
     make_server: Callable[..., Server], postgres_url: str
 ) -> None:
-    database = postgres_url.rsplit("/", 1)[1]
     server = make_server(database_url=postgres_url)
     with server.client() as c:
         ds = c.post("/v1/datasets", json=POINTS).json()["id"]
         job = c.post("/v1/jobs", json={"dataset_id": ds, "hyperparameters": SMALL_HP}).json()["id"]
         wait_for(c, job, "succeeded")
         reads = [f"/v1/jobs/{job}", "/v1/jobs", f"/v1/datasets/{ds}", "/v1/datasets", f"/v1/jobs/{job}/result"]
-        _set_connections(database, allowed=False)
-        try:
+        with refusing_connections(postgres_url):
             for _ in range(3):  # the pool's connections were dropped; new ones are refused
                 for path in reads:
                     r = c.get(path)
@@ -173,8 +157,6 @@ def test_reads_answer_503_while_postgresql_is_unreachable_and_recover(
                     assert r.json() == {"detail": "the database is unavailable; try again shortly"}
             assert c.post("/v1/datasets", json=POINTS).status_code == 503
             assert c.get("/healthz").status_code == 200
-        finally:
-            _set_connections(database, allowed=True)
         deadline = time.monotonic() + 10
         while c.get(f"/v1/jobs/{job}").status_code != 200:
             assert time.monotonic() < deadline, "reads did not recover"

@@ -14,19 +14,10 @@ import pytest
 from tests.support.client import wait_for
 from tests.support.data import sine_points
 from tests.support.keys import bearer
-from tests.support.server import Server, server_env
+from tests.support.server import Server
 
 SVG = "{http://www.w3.org/2000/svg}"
 LONG = {"learning_rate": 0.001, "batch_size": 1, "epochs": 1_000_000}  # minutes on 2,000 points
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("plots")
-    started = Server(tmp, server_env(tmp))
-    started.start()
-    yield started
-    started.stop()
 
 
 @pytest.fixture(scope="module")

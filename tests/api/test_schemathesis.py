@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.cli import BIN
 from tests.support.databases import fresh_database
-from tests.support.server import Server, server_env
+from tests.support.server import Server, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 # Small limits, for the generated requests to cross them.
@@ -21,13 +21,11 @@ AUTH_FAILURES = "100000/second"
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    with fresh_database(request.param, tmp_path) as url:
-        server = Server(tmp_path, server_env(tmp_path, database_url=url, auth_failure_limit=AUTH_FAILURES, **LIMITS))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with (
+        fresh_database(request.param, tmp_path) as url,
+        serving(tmp_path, database_url=url, auth_failure_limit=AUTH_FAILURES, **LIMITS) as server,
+    ):
+        yield server
 
 
 def test_schemathesis_finds_no_failure(server: Server, tmp_path: Path) -> None:

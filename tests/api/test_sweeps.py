@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, text
 from tests.support.client import assert_all_finite, wait_for
 from tests.support.data import sine_points
 from tests.support.databases import fresh_database
-from tests.support.server import Server, server_env
+from tests.support.server import Server, serving
 
 ENDED = ("succeeded", "failed", "cancelled")
 # The module's servers: small limits to provoke (100 trials; 2e9 point-epochs, one trial's 1e9 fits).
@@ -143,11 +143,8 @@ def run_rows(database_url: str, query: str, **params: str) -> list[Any]:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server per database for the module's read-mostly tests, with LIMITS."""
     tmp = tmp_path_factory.mktemp("sweeps")
-    with fresh_database(request.param, tmp) as url:
-        started = Server(tmp, server_env(tmp, database_url=url, **LIMITS))
-        started.start()
+    with fresh_database(request.param, tmp) as url, serving(tmp, database_url=url, **LIMITS) as started:
         yield started
-        started.stop()
 
 
 @pytest.fixture(scope="module")

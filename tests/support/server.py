@@ -3,6 +3,8 @@
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,3 +97,15 @@ class Server:
 
     def new_key(self, owner: str) -> str:
         return new_key(owner, env=self.env, cwd=self.workdir)
+
+
+@contextmanager
+def serving(workdir: Path, **settings: str | None) -> Iterator[Server]:
+    """A started serve on a SQLite file in workdir, with settings as server_env takes them; stopped
+    afterwards."""
+    server = Server(workdir, server_env(workdir, **settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
