@@ -23,7 +23,7 @@ from benchmarks.service import RATE_LIMIT, client, read_rate
 from tests.support.data import sine_points
 from tests.support.server import Server, server_env
 
-# Trains for minutes on one core each: the two jobs run through both measurements.
+# Long enough that the two jobs train through both measurements.
 LONG = {"learning_rate": 0.001, "batch_size": 1, "epochs": 1_000_000, "device": "cpu"}
 
 

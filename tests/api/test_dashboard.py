@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 )
 PARAMETERS = ("w11", "w12", "b11", "b12", "w21", "w22", "b2")
 ENDED = ("succeeded", "failed", "cancelled")
-# 2,000 points one at a time for 60,000 epochs: about ten seconds of training on one core.
+# 2,000 points one at a time for 60,000 epochs: a job that trains long enough to be watched live.
 LONG = {"learning_rate": 0.002, "batch_size": 1, "epochs": 60_000}
 
 

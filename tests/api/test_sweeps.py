@@ -301,8 +301,8 @@ def test_a_sweep_in_chunks_of_two_runs_every_trial_once_with_the_same_results(
 
 def test_chunks_ending_at_once_end_their_sweep(make_server: Callable[..., Server], database_url: str) -> None:
     # Two processes finishing the two one-trial chunks of a sweep at the same moment: under
-    # PostgreSQL's READ COMMITTED each saw the other still running, and the sweep stayed running
-    # for ever (about 1 in 20 here) until settle_sweep locked the sweep's row.
+    # PostgreSQL's READ COMMITTED each saw the other still running, and the sweep could stay
+    # running for ever, until settle_sweep locked the sweep's row.
     server = make_server(database_url=database_url, sweep_chunk_trials="1")
     with server.client() as c:
         ids = [

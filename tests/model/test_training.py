@@ -114,9 +114,9 @@ def test_progress_callback_sees_every_epoch() -> None:
 
 
 def test_stop_check_ends_a_long_run_promptly_with_a_partial_result() -> None:
-    # Epochs of some 20 ms: the engine's calls (about 50 ms) then hold several, and a stop is
-    # seen within a call, with room for a loaded machine (2,000,000 points made one epoch a
-    # call of 0.2 s, over the bound on a busy CI machine).
+    # Epochs short enough that each of the engine's calls holds several, so a stop is seen within
+    # a call with room for a loaded machine (ten times the points made one epoch a whole call,
+    # which a busy CI machine stretched past the bound).
     x, y = sine(200_000)
     started = time.monotonic()
     asked: list[float] = []

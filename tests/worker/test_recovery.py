@@ -80,8 +80,8 @@ def test_readyz_answers_at_once_while_every_local_worker_trains(make_server: Cal
         for job_id in jobs:
             wait_for(c, job_id, "running", epochs_completed=1)
 
-        # One client for the 20 threads: a client apiece builds 20 TLS contexts, whose CPU on a
-        # machine the two trainings keep busy took most of the time measured (0.8-1.0 s).
+        # One client for the 20 threads: a client apiece builds 20 TLS contexts, whose CPU, on a
+        # machine the two trainings keep busy, would be most of the time measured.
         with httpx.Client(base_url=server.url, timeout=10, limits=httpx.Limits(max_connections=20)) as probe:
 
             def readyz(_: int) -> tuple[int, float]:
