@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The dashboard's linter and formatter (Biome), pinned in package-lock.json.
+BIOME := node_modules/.bin/biome
 TORCH_VERSION ?= 2.13.0
 # PyPI's Linux torch is the multi-GB CUDA build: without an NVIDIA GPU take the CPU wheel.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
@@ -15,7 +17,11 @@ $(BIN)/tinytrain: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
-install: $(BIN)/tinytrain
+$(BIOME): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+install: $(BIN)/tinytrain $(BIOME)
 
 serve: install
 	$(BIN)/tinytrain serve
@@ -27,6 +33,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIOME) ci --colors=off .
 
 bench: install
 	$(BIN)/python -m benchmarks.engine

@@ -19,7 +19,11 @@ export class ApiError extends Error {
 export const sleep = (ms, signal) =>
   new Promise((resolve, reject) => {
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => (clearTimeout(timer), reject(signal.reason)), { once: true });
+    const abort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal?.addEventListener("abort", abort, { once: true });
   });
 
 // The fetch Response of an API path, or an ApiError for any status but 2xx. Over the key's rate
