@@ -47,6 +47,7 @@ load: install
 bench-fleet: install
 	$(BIN)/python -m benchmarks.fleet --service
 
-# docs/dashboard.png: the dashboard's job page mid-training, taken by its live-curve browser test.
+# docs/dashboard.png (a job started from the New job page, mid-training) and docs/compare.png
+# (three jobs compared), taken by the dashboard's browser tests.
 screenshot: install
-	DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(BIN)/pytest -q tests/api/test_dashboard.py -k loss_curve_draws_live
+	DASHBOARD_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/api/test_workbench.py -k "new_job_page or compared"

@@ -1,9 +1,14 @@
 // The dashboard's entry: the pasted key, and the page the URL's fragment names (#/jobs/ID,
-// #/sweeps/ID, else the lists), which never reaches a server.
+// #/sweeps/ID, #/new-job, #/new-sweep, #/compare/REFS, else the lists), which never reaches a
+// server.
 import { ApiError, forgetKey, getKey, setKey } from "./api.js";
+import { comparePage } from "./compare.js";
 import { h, say } from "./dom.js";
 import { jobPage } from "./job.js";
 import { listPage } from "./list.js";
+import { newJobPage } from "./new-job.js";
+import { newSweepPage } from "./new-sweep.js";
+import { showLink } from "./picks.js";
 import { sweepPage } from "./sweep.js";
 
 const view = document.getElementById("view");
@@ -12,7 +17,14 @@ const keyForm = document.getElementById("key-form");
 const keyInput = document.getElementById("key");
 const forget = document.getElementById("forget");
 
-const PAGES = { jobs: jobPage, sweeps: sweepPage };
+// Pages by the fragment's first part; those of one run need its id.
+const PAGES = {
+  jobs: jobPage,
+  sweeps: sweepPage,
+  "new-job": newJobPage,
+  "new-sweep": newSweepPage,
+  compare: comparePage,
+};
 const WHAT = { jobs: "job", sweeps: "sweep" };
 
 function askForKey(why) {
@@ -74,9 +86,10 @@ async function route() {
   if (!getKey()) return askForKey();
   keyForm.hidden = true;
   forget.hidden = false;
+  showLink();
   const [, kind, raw] = location.hash.match(/^#\/([a-z-]+)(?:\/([^/]+))?$/) || [];
   const id = raw && decodeURIComponent(raw);
-  const page = (id && PAGES[kind]) || listPage;
+  const page = (WHAT[kind] && !id) || !PAGES[kind] ? listPage : PAGES[kind];
   const fail = (err) => failed(err, signal, kind, id);
   // A page's background loops fail as its first requests do.
   const background = (task) => task().catch(fail);

@@ -55,27 +55,36 @@ function logSplits(_u, _axis, min, max) {
 // Every one of those ticks labelled: uPlot's own filter would blank most of them.
 const logTicks = { splits: logSplits, filter: (_u, splits) => splits };
 
-// A uPlot chart filling container's width (and following it when the page is resized).
-export function chart(container, { xLabel, yLabel, series, data, logX = false, logY = false }) {
+// An x axis of named values (booleans, objects) drawn at 0, 1, 2...
+const categories = (labels) => ({
+  splits: () => labels.map((_, i) => i),
+  values: (_u, ticks) => ticks.map((i) => labels[i] ?? ""),
+});
+
+// A uPlot chart filling container's width (and following it when the page is resized); with
+// xLabels, x values are indices into them.
+export function chart(
+  container,
+  { xLabel, yLabel, series, data, logX = false, logY = false, xLabels, height = HEIGHT },
+) {
+  const x = { time: false, distr: logX ? 3 : 1, ...(xLabels ? { range: [-0.5, xLabels.length - 0.5] } : {}) };
   const options = {
     width: Math.max(280, container.clientWidth),
-    height: HEIGHT,
-    scales: { x: { time: false, distr: logX ? 3 : 1 }, y: { distr: logY ? 3 : 1 } },
+    height,
+    scales: { x, y: { distr: logY ? 3 : 1 } },
     axes: [
-      axis(xLabel, logX ? logTicks : {}),
+      axis(xLabel, xLabels ? categories(xLabels) : logX ? logTicks : {}),
       axis(yLabel, {
         size: 64,
         values: (_u, ticks) => ticks.map((v) => (v == null ? "" : fmt(v))),
         ...(logY ? logTicks : {}),
       }),
     ],
-    series: [{ label: xLabel, value: (_u, v) => fmt(v) }, ...series],
+    series: [{ label: xLabel, value: (_u, v) => (xLabels ? (xLabels[v] ?? "") : fmt(v)) }, ...series],
     cursor: { drag: { x: true, y: false } },
   };
   const made = new uPlot(options, data, container);
-  const resize = new ResizeObserver(() =>
-    made.setSize({ width: Math.max(280, container.clientWidth), height: HEIGHT }),
-  );
+  const resize = new ResizeObserver(() => made.setSize({ width: Math.max(280, container.clientWidth), height }));
   resize.observe(container);
   const destroy = made.destroy.bind(made);
   made.destroy = () => {

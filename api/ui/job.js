@@ -95,6 +95,7 @@ export async function jobPage({ view, signal, id, failed, background }) {
         h("td", { class: "num" }, fmt(final)),
       ),
     );
+    fitNote.hidden = Boolean(p);
     if (p) fit.setCurves([{ label: live ? "network (training)" : "network", parameters: p }]);
   }
 
@@ -114,7 +115,6 @@ export async function jobPage({ view, signal, id, failed, background }) {
     const r = job.result;
     const ended = TERMINAL.has(job.status);
     download.disabled = !r || !ended;
-    fitNote.hidden = Boolean(r);
     if (r || ended) showParameters(r?.parameters, r?.initial_loss, r?.final_loss, false);
     if (ended) view.dataset.finished = "true";
   }

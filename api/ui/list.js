@@ -1,13 +1,14 @@
 // The front page: the owner's jobs and sweeps, newest first, refreshed while any of them runs.
 import { getJSON, sleep } from "./api.js";
 import { badge, fmt, h, heading, name, progressBar, section, TERMINAL, table, when } from "./dom.js";
+import { pickBox } from "./picks.js";
 
 function jobRow(job) {
   const p = job.progress;
   return h(
     "tr",
     { "data-id": job.id },
-    h("th", { scope: "row" }, h("a", { href: `#/jobs/${job.id}` }, name(job))),
+    h("th", { scope: "row" }, pickBox(job.id, name(job)), " ", h("a", { href: `#/jobs/${job.id}` }, name(job))),
     h("td", {}, badge(job.status)),
     h("td", {}, progressBar(p.epochs_completed, p.epochs, `epochs of ${name(job)}`)),
     h("td", { class: "num" }, fmt(p.last_loss)),
@@ -75,7 +76,7 @@ function listing(what, signal, failed) {
   async function refresh(first) {
     const got = await pageOf();
     upsert(body, await rows(got.items));
-    emptyRow(body, what === "jobs" ? 5 : 6, `No ${what} yet: POST /v1/${what} to start one.`);
+    emptyRow(body, what === "jobs" ? 5 : 6, `No ${what} yet.`);
     if (first) {
       cursor = got.next_cursor;
       more.hidden = !cursor;
@@ -94,14 +95,14 @@ export async function listPage({ view, signal, failed }) {
     section(
       "jobs",
       "Jobs",
-      null,
+      h("a", { href: "#/new-job", class: "button" }, "New job"),
       table("Jobs, newest first", ["Job", "Status", "Epochs", "Last loss", "Created"], jobs.body),
       jobs.more,
     ),
     section(
       "sweeps",
       "Sweeps",
-      null,
+      h("a", { href: "#/new-sweep", class: "button" }, "New sweep"),
       table(
         "Sweeps, newest first",
         ["Sweep", "Status", "Epochs", "Trials succeeded", "Best objective", "Created"],

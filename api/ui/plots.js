@@ -112,7 +112,7 @@ export class FitChart {
 
   // curves: [{label, parameters}], drawn in that order.
   setCurves(curves) {
-    const rebuild = curves.length !== this.curves.length;
+    const rebuild = curves.map((c) => c.label).join("\n") !== this.curves.map((c) => c.label).join("\n");
     this.curves = curves;
     if (this.frame != null && !rebuild) return;
     cancelAnimationFrame(this.frame);

@@ -65,7 +65,7 @@ export function objectivePanel(box, sweep, trials, keys, axes) {
   box.chart = chart(box, {
     xLabel: key,
     yLabel: `${label} (log scale)`,
-    logX: xs[0] > 0 && xs.at(-1) / xs[0] >= 100,
+    logX: logScaled(sweep, key, xs),
     logY: true,
     data: [xs, xs.map((x) => best.get(x))],
     series: [drawn],
@@ -91,5 +91,55 @@ export function axisPicker(keys, axes, onChange) {
         keys.map((k) => h("option", { value: k, selected: axes[i] === k }, k)),
       ),
     );
-  return h("div", { class: "controls" }, select("rows-key", "Rows", 0), select("cols-key", "Columns", 1));
+  // A grid's heatmap has two axes; a line or a scatter has one.
+  const picks =
+    axes.length === 2 ? [select("rows-key", "Rows", 0), select("cols-key", "Columns", 1)] : [select("x-key", "By", 0)];
+  return h("div", { class: "controls" }, picks);
+}
+
+// How a swept hyperparameter spreads: a random sweep's range says log; a grid's positive values
+// a hundredfold apart or more are drawn on a log axis too.
+function logScaled(sweep, key, xs) {
+  const range = sweep.random?.[key];
+  if (range && typeof range === "object" && !Array.isArray(range)) return Boolean(range.log);
+  return xs.length > 1 && xs[0] > 0 && xs.at(-1) / xs[0] >= 100;
+}
+
+// One slice: every finished trial's objective against one swept hyperparameter.
+function slice(box, sweep, trials, key, label) {
+  const ok = trials.filter((t) => t.objective != null && t.objective > 0);
+  const numeric = ok.every((t) => typeof t.hyperparameters[key] === "number");
+  const labels = numeric ? null : [...new Set(ok.map((t) => valueText(t.hyperparameters[key])))].sort();
+  const xOf = (t) => (numeric ? t.hyperparameters[key] : labels.indexOf(valueText(t.hyperparameters[key])));
+  const sorted = [...ok].sort((a, b) => xOf(a) - xOf(b));
+  const xs = sorted.map(xOf);
+  const log = numeric && logScaled(sweep, key, xs);
+  box.dataset.points = sorted.length;
+  box.dataset.scale = log ? "log" : "linear";
+  if (labels) box.dataset.categories = labels.join(",");
+  box.setAttribute("aria-label", `${label} of ${sorted.length} trials by ${key}${log ? " (log axis)" : ""}`);
+  if (!sorted.length) return box.append(h("p", { class: "wait" }, "No trial has finished yet."));
+  box.chart = chart(box, {
+    xLabel: log ? `${key} (log scale)` : key,
+    yLabel: `${label} (log)`,
+    logX: log,
+    logY: true,
+    xLabels: labels,
+    height: 220,
+    data: [xs, sorted.map((t) => t.objective)],
+    series: [scatter(label, COLORS[0], 6)],
+  });
+}
+
+// A slice per swept hyperparameter, as optuna-dashboard's slice plot.
+export function slicePlots(container, sweep, trials, keys) {
+  const label = sweep.objective.replaceAll("_", " ");
+  for (const old of container.querySelectorAll(".chart")) old.chart?.destroy();
+  container.replaceChildren(
+    ...keys.map((key) => {
+      const box = h("div", { class: "chart slice", id: `slice-${key}`, role: "img", "data-key": key });
+      return h("figure", {}, h("figcaption", {}, key.replaceAll("_", " ")), box);
+    }),
+  );
+  for (const box of container.querySelectorAll(".slice")) slice(box, sweep, trials, box.dataset.key, label);
 }

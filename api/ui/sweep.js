@@ -2,8 +2,9 @@
 // trials' loss curves overlaid, refreshed while it runs.
 import { getJSON, sleep } from "./api.js";
 import { badge, fmt, h, heading, name, progressBar, section, TERMINAL, table, valueText } from "./dom.js";
+import { pickBox } from "./picks.js";
 import { lossOverlay } from "./plots.js";
-import { axisPicker, objectivePanel, sweptKeys } from "./sweep-plots.js";
+import { axisPicker, objectivePanel, slicePlots, sweptKeys } from "./sweep-plots.js";
 
 // Every trial, in index order (the heatmap needs them all), at most `most` of them.
 async function allTrials(sweepId, signal, most = 2000) {
@@ -32,12 +33,12 @@ function summaryOf(sweep) {
   ].filter(Boolean);
 }
 
-const leaderRow = (t, rank, keys) =>
+const leaderRow = (sweep, t, rank, keys) =>
   h(
     "tr",
     { "data-index": t.index },
     h("td", { class: "num" }, t.objective != null ? rank : "—"),
-    h("th", { scope: "row" }, `#${t.index}`),
+    h("th", { scope: "row" }, pickBox(`${sweep.id}:${t.index}`, `trial ${t.index}`), ` #${t.index}`),
     keys.map((k) => h("td", { class: "num" }, valueText(t.hyperparameters[k]))),
     h("td", {}, badge(t.status)),
     h("td", { class: "num" }, fmt(t.objective)),
@@ -62,6 +63,7 @@ export async function sweepPage({ view, signal, id }) {
   });
   const objective = sweep.objective.replaceAll("_", " ");
   const validation = sweep.objective === "final_validation_loss";
+  const slices = h("div", { id: "slices", class: "slices" });
   let trials = [];
   const objectiveTitle = h("h2", { id: "objective-title" });
   const redrawObjective = () => {
@@ -88,12 +90,13 @@ export async function sweepPage({ view, signal, id }) {
       null,
       table(`The best trials by ${objective}`, ["Rank", "Trial", ...keys, "Status", objective, "Epochs"], board),
     ),
+    keys.length ? section("slices", `${objective} by each swept hyperparameter`, null, slices) : null,
   );
   title.focus();
 
   async function leaderboard() {
     const top = (await getJSON(`/v1/sweeps/${sweep.id}/trials?order_by=objective&limit=10`, { signal })).items;
-    board.replaceChildren(...top.map((t, i) => leaderRow(t, i + 1, keys)));
+    board.replaceChildren(...top.map((t, i) => leaderRow(sweep, t, i + 1, keys)));
     return top.filter((t) => t.objective != null).slice(0, 5);
   }
 
@@ -122,6 +125,7 @@ export async function sweepPage({ view, signal, id }) {
       ended = nowEnded;
       trials = await allTrials(sweep.id, signal);
       redrawObjective();
+      slicePlots(slices, sweep, trials, keys);
     }
     const bestNow = best.map((b) => b.index).join();
     if (bestNow !== bestShown) {
