@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The dashboard's linter and formatter (Biome), pinned in package-lock.json.
+BIOME := node_modules/.bin/biome
 TORCH_VERSION ?= 2.13.0
 # PyPI's Linux torch is the multi-GB CUDA build: without an NVIDIA GPU take the CPU wheel.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
@@ -15,6 +17,10 @@ $(BIN)/tinytrain: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+$(BIOME): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
 install: $(BIN)/tinytrain
 
 serve: install
@@ -23,11 +29,12 @@ serve: install
 test: install lint
 	$(BIN)/pytest
 
-lint: install
+lint: install $(BIOME)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 	$(BIN)/lint-imports
+	$(BIOME) ci --colors=off .
 
 bench: install
 	$(BIN)/python -m benchmarks.engine
@@ -41,6 +48,7 @@ load: install
 bench-fleet: install
 	$(BIN)/python -m benchmarks.fleet --service
 
-# docs/dashboard.png: the dashboard's job page mid-training, taken by its live-curve browser test.
+# docs/dashboard.png (a job started from the New job page, mid-training) and docs/compare.png
+# (three jobs compared), taken by the dashboard's browser tests.
 screenshot: install
-	DASHBOARD_SCREENSHOT=$(CURDIR)/docs/dashboard.png $(BIN)/pytest -q tests/api/test_dashboard.py -k loss_curve_draws_live
+	DASHBOARD_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/api/test_workbench.py -k "new_job_page or compared"

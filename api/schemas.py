@@ -341,10 +341,13 @@ class Random(Strict):
         return self
 
 
+Objective = Literal["final_loss", "final_validation_loss"]
+
+
 class SweepIn(RunIn):
     grid: dict[str, list[Any]] | None = None
     random: Random | None = None
-    objective: Literal["final_loss", "final_validation_loss"] | None = None
+    objective: Objective | None = None
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -441,6 +444,26 @@ class JobProgressEvent(BaseModel):
     start: int
     loss: list[float]
     validation_loss: list[float] | None
+
+
+class Limits(BaseModel):
+    """This service's limits on what one request may ask (its TINYTRAIN_MAX_* settings)."""
+
+    max_points: int = Field(description="Most points in one dataset.")
+    max_epochs: int = Field(description="Most epochs of one job or trial.")
+    max_work: int = Field(description="Most points x epochs of one job (of a sweep: summed over its trials).")
+    max_trials: int = Field(description="Most trials of one sweep.")
+    max_body_bytes: int = Field(description="Largest request body.")
+
+
+class HyperparameterSpec(BaseModel):
+    json_schema: dict[str, Any] = Field(description="The JSON Schema of a job's or sweep's hyperparameters.")
+    sweepable: list[str] = Field(description="What a sweep's grid (or a random sweep's NAME_values) may vary.")
+    ranges: dict[str, Literal["float", "int"]] = Field(
+        description="What a random sweep may draw from a {min, max, log} range, and of which type."
+    )
+    objectives: list[str] = Field(description="What a sweep may minimise.")
+    limits: Limits
 
 
 class SweepProgressEvent(BaseModel):

@@ -27,18 +27,19 @@ router = APIRouter(prefix="/datasets", tags=["datasets"])
 # generators send (a file's bytes). Only the latter is in the document: a generator warns that it
 # cannot send text/csv and leaves the CSV upload out of the client.
 CSV_TYPES = ("text/csv", "application/octet-stream")
+_CSV_BODY = {
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "description": "CSV: x,y per line, an optional header line; the same bytes as text/csv.",
+    },
+    "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n",
+}
 _UPLOAD_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": schemas.DatasetIn.model_json_schema()},
-        "application/octet-stream": {
-            "schema": {
-                "type": "string",
-                "format": "binary",
-                "description": "CSV: x,y per line, an optional header line; the same bytes as text/csv.",
-            },
-            "example": "x,y\n-1,0.2\n0,0.5\n1,0.8\n",
-        },
+        "application/octet-stream": _CSV_BODY,
     },
 }
 UploadName = Annotated[
@@ -138,6 +139,40 @@ async def upload_dataset(
         response.status_code = 200
     response.headers["Location"] = f"/v1/datasets/{dataset.id}"
     return dataset_out(dataset)
+
+
+def _parse_csv(body: bytes) -> bytes:
+    limit = get_settings().max_points
+    x, y, _ = _parse(body, "text/csv", limit)
+    if x.size > limit:
+        raise invalid(("body",), f"at most {limit} points")
+    return pydantic_core.to_json({"x": x.tolist(), "y": y.tolist()})
+
+
+@router.post(
+    "/parse",
+    response_model=schemas.Points,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": _CSV_BODY},
+        }
+    },
+    responses={
+        422: {
+            "description": "A line that is no point (the message names it), no point at all, or over the points limit.",
+            # The component FastAPI's own 422s use: there is one in the document, whatever else.
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}},
+        },
+        **error(400, "The body is not UTF-8 text."),
+    },
+)
+async def parse_csv(request: Request, owner: OwnerDep) -> Response:
+    """The points of a CSV body (as an upload reads it: x,y per line, an optional header line),
+    stored nowhere: a 422 names the line at fault. The dashboard checks a file with it before a
+    job or sweep is sent with the points inline."""
+    body = await request.body()
+    return Response(await run_in_threadpool(_parse_csv, body), media_type="application/json")
 
 
 @router.get("")

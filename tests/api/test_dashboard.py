@@ -2,100 +2,28 @@
 real `tinytrain serve`: the pasted key and the lists, a job's loss curve drawing live and its fit,
 a sweep's leaderboard, heatmap and best curves, and what a wrong key or another owner's id shows.
 
-Each test saves screenshots in its tmp_path. `make screenshot` runs the live-curve test with
-DASHBOARD_SCREENSHOT set, which writes docs/dashboard.png (the job page mid-training)."""
+Each test saves screenshots in its tmp_path (tests/support/browser.py)."""
 
-import os
-import shutil
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.support import browser as dashboard
+from tests.support.browser import ENDED, PARAMETERS, attribute, needs_chromium, number, screenshot, sign_in, text, until
 from tests.support.client import wait_for
 from tests.support.data import sine_points
 from tests.support.server import Server
 
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
-)
-PARAMETERS = ("w11", "w12", "b11", "b12", "w21", "w22", "b2")
-ENDED = ("succeeded", "failed", "cancelled")
+pytestmark = needs_chromium
+browser = dashboard.browser  # the fixture (tests/conftest.py has server)
 # 2,000 points one at a time for 60,000 epochs: a job that trains long enough to be watched live.
 LONG = {"learning_rate": 0.002, "batch_size": 1, "epochs": 60_000}
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    """A fresh headless Chromium (nothing in its session storage) with a 1200 x 800 viewport."""
-    assert CHROMIUM is not None and CHROMEDRIVER is not None
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"):
-        options.add_argument(arg)
-    options.add_argument(f"--user-data-dir={tmp_path / 'profile'}")
-    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {"width": 1200, "height": 800, "deviceScaleFactor": 1, "mobile": False}
-    )
-    yield driver
-    driver.quit()
-
-
-def until(driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 30) -> Any:
-    """What condition returns once it is truthy; a page redrawn meanwhile is asked again."""
-    wait = WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException])
-    return wait.until(condition)
-
-
-def sign_in(driver: WebDriver, server: Server, key: str, fragment: str = "") -> None:
-    driver.get(f"{server.url}/ui/{fragment}")
-    field = until(driver, lambda d: d.find_element(By.ID, "key"))
-    field.send_keys(key, Keys.ENTER)
-
-
-# Read in one script each: the page redraws while it trains, so an element found by one command
-# may be gone by the next.
-def text(driver: WebDriver, css: str) -> str:
-    """The rendered text of the first element css selects, "" if none."""
-    found: str = driver.execute_script("return document.querySelector(arguments[0])?.innerText ?? ''", css)
-    return found
-
-
-def attribute(driver: WebDriver, css: str, name: str) -> str | None:
-    found: str | None = driver.execute_script(
-        "return document.querySelector(arguments[0])?.getAttribute(arguments[1]) ?? null", css, name
-    )
-    return found
-
-
-def number(cell: str) -> float:
-    return float(cell.replace(",", ""))
-
-
-def screenshot(driver: WebDriver, path: Path, full_height: bool = False) -> None:
-    """A PNG of the viewport (or of the whole page's height), in 256 colours: a quarter of the bytes."""
-    if full_height:
-        height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.execute_cdp_cmd(
-            "Emulation.setDeviceMetricsOverride",
-            {"width": 1200, "height": max(800, height), "deviceScaleFactor": 1, "mobile": False},
-        )
-    driver.save_screenshot(str(path))
-    Image.open(path).convert("RGB").quantize(256).save(path, optimize=True)
 
 
 def submit(client: httpx.Client, path: str, body: dict[str, Any]) -> str:
@@ -160,12 +88,11 @@ def test_a_running_jobs_loss_curve_draws_live_then_its_parameters(
         assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # more points while it trains
         assert attribute(browser, "#loss-chart", "data-source") == "events"
         assert text(browser, "#view h1 .status") == "running"
-        assert text(browser, '#parameters td[data-name="w11"]') == "—"  # no parameters until the end
-        # A quarter of the way: the picture of a job training (docs/dashboard.png with `make screenshot`).
+        # No parameters until the end, unless progress events carry them (then they are live).
+        live = attribute(browser, "#parameters tr", "data-live") is not None
+        assert live or text(browser, '#parameters td[data-name="w11"]') == "—"
         until(browser, lambda d: int(attribute(d, "#loss-chart", "data-points") or 0) >= LONG["epochs"] // 4)
         screenshot(browser, tmp_path / "job-training.png")
-        if target := os.environ.get("DASHBOARD_SCREENSHOT"):
-            screenshot(browser, Path(target))
 
         until(browser, lambda d: attribute(d, "#view", "data-finished") == "true", timeout=240)
         job = c.get(f"/v1/jobs/{job_id}").json()
