@@ -135,9 +135,9 @@ def get_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
 
 @dataclass(frozen=True)
 class _RunStatements:
-    """A run's claim, beat and finish, built once per table with bound parameters: building
-    the statement anew on each call cost more than the database's work on it. The columns a
-    beat or a finish sets beside these come with the parameters."""
+    """A run's claim, beat and finish, built once per table with bound parameters, not on each
+    call: they are the statements every run executes. The columns a beat or a finish sets
+    beside these come with the parameters."""
 
     claim: Update
     beat: Update
@@ -410,9 +410,9 @@ def submit(
     concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an
     advisory lock; SQLite: the write lock its first INSERT takes).
 
-    The rows go in by Core INSERTs whose values are ready before the first: the ORM's flush
-    spent more Python than the rest of a submit, all of it holding SQLite's one writer lock
-    (the objects stay as they were made, in no session)."""
+    The rows go in by Core INSERTs whose values are ready before the first, so that no Python
+    work (an ORM flush's) runs while SQLite's one writer lock is held (the objects stay as they
+    were made, in no session)."""
     # A dataset before what uses it, a sweep before its chunks and trials.
     ordered = sorted([row, *(extra or [])], key=lambda r: (not isinstance(r, Dataset), not isinstance(r, Job | Sweep)))
     batches = [(table, [_values(r) for r in rows]) for table, rows in groupby(ordered, key=type)]
