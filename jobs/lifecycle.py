@@ -69,7 +69,11 @@ class _Unit:
     table: Table
     hyperparameters: Select[tuple[str, dict[str, Any]]]  # (id, hyperparameters) of each row
     # Brings the rows that follow these units in line with their status, after any change of it.
-    follow: Callable[[Session, Sequence[str]], None] | None
+    follow: Callable[[Session, Sequence[str]], None]
+
+
+def _nothing_follows(session: Session, job_ids: Sequence[str]) -> None:
+    """A job's status is its row's alone."""
 
 
 def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
@@ -98,7 +102,7 @@ def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
 
 
 _UNITS = {
-    "job": _Unit(Job, select(Job.id, Job.hyperparameters), None),
+    "job": _Unit(Job, select(Job.id, Job.hyperparameters), _nothing_follows),
     "swc": _Unit(
         SweepChunk,
         select(SweepChunk.id, Sweep.hyperparameters).join(Sweep, Sweep.id == SweepChunk.sweep_id),
@@ -183,7 +187,7 @@ def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
         # The live history an earlier attempt wrote under the run's id (a job's: a chunk writes
         # its trials' under its sweep's, at its end): this attempt writes it again from epoch 0.
         results.remove_histories(session, run_id)
-    if attempt is not None and unit.follow is not None:
+    if attempt is not None:
         unit.follow(session, [run_id])
     session.commit()
     return attempt
@@ -228,8 +232,7 @@ def finish(*, session: Session, run_id: str, attempt: int, status: Status, **val
     done = _write(session, _statements(unit.table).finish, parameters).mappings().first()
     if done is None:
         return None
-    if unit.follow is not None:
-        unit.follow(session, [run_id])
+    unit.follow(session, [run_id])
     return dict(done)
 
 
@@ -334,8 +337,7 @@ def reap(*, session: Session, max_attempts: int) -> int:
         changed = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
         again_ids = list(session.scalars(again.returning(table.id)))
         requeued += len(again_ids)
-        if unit.follow is not None:  # a chunk queued again has its trials wait again, not run on a lost worker
-            unit.follow(session, changed + again_ids)
+        unit.follow(session, changed + again_ids)  # a chunk queued again has its trials wait again
     session.commit()
     return requeued
 
