@@ -13,8 +13,10 @@ from api.limits import BodySizeLimit
 from api.live import Watcher
 from api.ratelimit import RateLimit
 from api.routes import datasets, events, hyperparameters, jobs, metrics, plots, service, sweeps, ui
-from jobs.settings import get_settings
-from worker.executor import make_executor
+from jobs.settings import Settings, get_settings
+from worker.celery_executor import CeleryExecutor
+from worker.executor import Executor
+from worker.local import LocalExecutor
 from worker.reaper import Reaper
 
 DESCRIPTION = """Send (x, y) points and hyperparameters; workers train a 1-2-1 network
@@ -22,6 +24,13 @@ DESCRIPTION = """Send (x, y) points and hyperparameters; workers train a 1-2-1 n
 return the seven parameters w11, w12, b11, b12, w21, w22, b2 with the loss history.
 
 Every `/v1` route needs `Authorization: Bearer <api key>`."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor TINYTRAIN_EXECUTOR names."""
+    if settings.executor == "celery":
+        return CeleryExecutor(settings)
+    return LocalExecutor(settings.local_workers)
 
 
 def create_app() -> FastAPI:

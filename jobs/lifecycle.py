@@ -26,6 +26,7 @@ from sqlalchemy import (
     Float,
     Insert,
     Result,
+    Select,
     Update,
     bindparam,
     delete,
@@ -42,12 +43,12 @@ from jobs.db import Base, core_table, db_time, utcnow
 from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
 from jobs.status import ACTIVE, Status
-from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, Job, Leased, Sweep, SweepChunk, Trial
 
 # The Celery queue of each device choice: gpu workers read gpu, cpu workers cpu, both read train.
 QUEUES = {"cuda": "gpu", "cpu": "cpu", "auto": "train"}
-_TABLES: dict[str, type[Job] | type[SweepChunk]] = {"job": Job, "swc": SweepChunk}
 Submitted = TypeVar("Submitted", bound=Job | Sweep)
+Table = type[Job] | type[SweepChunk]
 
 
 def queue_of(hyperparameters: dict[str, Any]) -> str:
@@ -60,9 +61,64 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def table_of(run_id: str) -> type[Job] | type[SweepChunk]:
+@dataclass(frozen=True)
+class _Unit:
+    """What tells the kinds of unit of work apart in the state machine: the table of their rows,
+    the hyperparameters that choose their queue, and the rows whose status follows theirs."""
+
+    table: Table
+    hyperparameters: Select[tuple[str, dict[str, Any]]]  # (id, hyperparameters) of each row
+    # Brings the rows that follow these units in line with their status, after any change of it.
+    follow: Callable[[Session, Sequence[str]], None]
+
+
+def _nothing_follows(session: Session, job_ids: Sequence[str]) -> None:
+    """A job's status is its row's alone."""
+
+
+def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
+    """The trials of these chunks that have not ended take their chunk's status and error; their
+    sweeps settle. (A chunk's run writes each trial's own outcome beside its finish.)"""
+    if not chunk_ids:
+        return
+    chunks = session.execute(
+        select(
+            SweepChunk.sweep_id,
+            SweepChunk.lo,
+            SweepChunk.hi,
+            SweepChunk.status,
+            SweepChunk.error_code,
+            SweepChunk.error_message,
+        ).where(SweepChunk.id.in_(chunk_ids))
+    ).all()
+    for sweep_id, lo, hi, status, error_code, error_message in chunks:
+        session.execute(
+            update(Trial)
+            .where(in_chunk(sweep_id, lo, hi), Trial.status.in_(ACTIVE))
+            .values(status=status, error_code=error_code, error_message=error_message)
+        )
+    for sweep_id in sorted({chunk.sweep_id for chunk in chunks}):
+        settle_sweep(session=session, sweep_id=sweep_id)
+
+
+_UNITS = {
+    "job": _Unit(Job, select(Job.id, Job.hyperparameters), _nothing_follows),
+    "swc": _Unit(
+        SweepChunk,
+        select(SweepChunk.id, Sweep.hyperparameters).join(Sweep, Sweep.id == SweepChunk.sweep_id),
+        _trials_follow,
+    ),
+}
+_LEASED = [unit.table for unit in _UNITS.values()]
+
+
+def table_of(run_id: str) -> Table:
     """The table of a unit of work, from its id's prefix."""
-    return _TABLES[run_id.split("_", 1)[0]]
+    return _unit_of(run_id).table
+
+
+def _unit_of(run_id: str) -> _Unit:
+    return _UNITS[run_id.split("_", 1)[0]]
 
 
 def get_job(*, session: Session, owner: str, job_id: str) -> Job:
@@ -83,9 +139,9 @@ def get_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
 
 @dataclass(frozen=True)
 class _RunStatements:
-    """A run's claim, beat and finish, built once per table with bound parameters: building
-    the statement anew on each call cost more than the database's work on it. The columns a
-    beat or a finish sets beside these come with the parameters."""
+    """A run's claim, beat and finish, built once per table with bound parameters, not on each
+    call: they are the statements every run executes. The columns a beat or a finish sets
+    beside these come with the parameters."""
 
     claim: Update
     beat: Update
@@ -124,21 +180,15 @@ def _write(session: Session, statement: Any, parameters: dict[str, Any]) -> Resu
 
 def claim(*, session: Session, run_id: str, lease_seconds: float) -> int | None:
     """queued -> running with a lease; the attempt's number, or None when the run is gone, cancelled or taken."""
-    table, now = table_of(run_id), utcnow()
-    claimed = _write(session, _statements(table).claim, {"run": run_id, "now": now, "lease": lease_seconds})
-    attempt: int | None = claimed.scalar_one_or_none()
-    if attempt is not None and attempt > 1 and table is Job:
-        # An earlier attempt's live history: this attempt writes it again from epoch 0.
+    unit = _unit_of(run_id)
+    parameters = {"run": run_id, "now": utcnow(), "lease": lease_seconds}
+    attempt: int | None = _write(session, _statements(unit.table).claim, parameters).scalar_one_or_none()
+    if attempt is not None and attempt > 1:
+        # The live history an earlier attempt wrote under the run's id (a job's: a chunk writes
+        # its trials' under its sweep's, at its end): this attempt writes it again from epoch 0.
         results.remove_histories(session, run_id)
-    if attempt is not None and table is SweepChunk:
-        chunk = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id == run_id)
-        sweep_id, lo, hi = session.execute(chunk).one()
-        session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.RUNNING))
-        session.execute(
-            update(Sweep)
-            .where(Sweep.id == sweep_id, Sweep.status == Status.QUEUED)
-            .values(status=Status.RUNNING, started_at=now)
-        )
+    if attempt is not None:
+        unit.follow(session, [run_id])
     session.commit()
     return attempt
 
@@ -175,20 +225,21 @@ def finish(*, session: Session, run_id: str, attempt: int, status: Status, **val
     """running -> succeeded | failed | cancelled, by the current attempt only; the run's row as
     it ended ({column: value}), None if stale.
 
-    values: the other columns to set (result, error, device, ...). A chunk's end settles its
-    sweep. Not committed: the caller commits it with what the run wrote beside it (or rolls
-    all of it back when this returns None)."""
-    table = table_of(run_id)
+    values: the other columns to set (result, error, device, ...). Not committed: the caller
+    commits it with what the run wrote beside it (or rolls all of it back when this returns None)."""
+    unit = _unit_of(run_id)
     parameters = {"run": run_id, "attempt": attempt, "status": status, "finished_at": utcnow(), **values}
-    done = _write(session, _statements(table).finish, parameters).mappings().first()
-    if done is not None and table is SweepChunk:
-        settle_sweep(session=session, sweep_id=done["sweep_id"])
-    return dict(done) if done is not None else None
+    done = _write(session, _statements(unit.table).finish, parameters).mappings().first()
+    if done is None:
+        return None
+    unit.follow(session, [run_id])
+    return dict(done)
 
 
-def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
-    """End the sweep once none of its chunks is queued or running: failed if a chunk failed
-    (timeout, worker_lost, internal), else cancelled if one was cancelled, else succeeded."""
+def settle_sweep(*, session: Session, sweep_id: str) -> None:
+    """The sweep's status as its chunks' sum: running once one of them runs; once none is queued
+    or running, failed if a chunk failed (timeout, worker_lost, internal), else cancelled if one
+    was cancelled, else succeeded."""
     # Lock the sweep's row first (held to commit), so the settles of one sweep take turns.
     # Without it, under PostgreSQL's READ COMMITTED, two chunks ending at once each still saw
     # the other running (not yet committed) and neither ended the sweep: it stayed running
@@ -197,6 +248,12 @@ def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
     session.execute(select(Sweep.id).where(Sweep.id == sweep_id).with_for_update())
     chunks = select(SweepChunk).where(SweepChunk.sweep_id == sweep_id)
     if session.scalar(select(exists(chunks.where(SweepChunk.status.in_(ACTIVE))))):
+        session.execute(
+            update(Sweep)
+            .where(Sweep.id == sweep_id, Sweep.status == Status.QUEUED)
+            .where(exists(chunks.where(SweepChunk.status == Status.RUNNING)))
+            .values(status=Status.RUNNING, started_at=utcnow())
+        )
         return
     failed = session.execute(
         chunks.with_only_columns(SweepChunk.error_code, SweepChunk.error_message)
@@ -242,16 +299,14 @@ def cancel_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
         raise Conflict(f"sweep {sweep_id} is {sweep.status}: only a queued or running sweep can be cancelled")
     now = utcnow()
     mine = SweepChunk.sweep_id == sweep_id
-    ranges = session.execute(
+    cancelled = session.scalars(
         update(SweepChunk)
         .where(mine, SweepChunk.status == Status.QUEUED)
         .values(status=Status.CANCELLED, finished_at=now)
-        .returning(SweepChunk.lo, SweepChunk.hi)
+        .returning(SweepChunk.id)
     ).all()
-    for lo, hi in ranges:
-        session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.CANCELLED))
     session.execute(update(SweepChunk).where(mine, SweepChunk.status == Status.RUNNING).values(cancel_requested=True))
-    settle_sweep(session=session, sweep_id=sweep_id)
+    _trials_follow(session, cancelled)
     session.commit()
     session.refresh(sweep)
     return sweep
@@ -259,13 +314,8 @@ def cancel_sweep(*, session: Session, owner: str, sweep_id: str) -> Sweep:
 
 def _queue_of_runs(session: Session, ids: list[str]) -> list[tuple[str, str]]:
     """(id, queue) of these jobs and chunks, in the given order."""
-    jobs = session.execute(select(Job.id, Job.hyperparameters).where(Job.id.in_(ids))).all()
-    chunks = session.execute(
-        select(SweepChunk.id, Sweep.hyperparameters)
-        .join(Sweep, Sweep.id == SweepChunk.sweep_id)
-        .where(SweepChunk.id.in_(ids))
-    )
-    hyperparameters: dict[str, dict[str, Any]] = dict([*jobs, *chunks])
+    found = [session.execute(unit.hyperparameters.where(unit.table.id.in_(ids))).all() for unit in _UNITS.values()]
+    hyperparameters: dict[str, dict[str, Any]] = dict(row for rows in found for row in rows)
     return [(run_id, queue_of(hyperparameters[run_id])) for run_id in ids]
 
 
@@ -275,7 +325,8 @@ def reap(*, session: Session, max_attempts: int) -> int:
     now = utcnow()
     requeued = 0
     lost = {"error_code": "worker_lost", "error_message": f"the run's worker was lost {max_attempts} times"}
-    for table in (Job, SweepChunk):
+    for unit in _UNITS.values():
+        table = unit.table
         expired = update(table).where(table.status == Status.RUNNING, table.lease_expires_at < db_time())
         ended = {"finished_at": now, "lease_expires_at": None}
         cancelled = expired.where(table.cancel_requested).values(status=Status.CANCELLED, **ended)
@@ -283,29 +334,12 @@ def reap(*, session: Session, max_attempts: int) -> int:
         again = expired.where(table.attempts < max_attempts).values(
             status=Status.QUEUED, lease_expires_at=None, dispatched_at=None
         )
-        stopped = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
+        changed = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
         again_ids = list(session.scalars(again.returning(table.id)))
         requeued += len(again_ids)
-        if table is SweepChunk:
-            for chunk_id in stopped:
-                _end_trials_of_lost_chunk(session, chunk_id)
-            # A chunk queued again has its trials wait again: the sweep's counts showed them
-            # running, on a worker that is gone, until the next claim.
-            spans = select(SweepChunk.sweep_id, SweepChunk.lo, SweepChunk.hi).where(SweepChunk.id.in_(again_ids))
-            for sweep_id, lo, hi in session.execute(spans).all():
-                session.execute(update(Trial).where(in_chunk(sweep_id, lo, hi)).values(status=Status.QUEUED))
+        unit.follow(session, changed + again_ids)  # a chunk queued again has its trials wait again
     session.commit()
     return requeued
-
-
-def _end_trials_of_lost_chunk(session: Session, chunk_id: str) -> None:
-    chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).one()
-    session.execute(
-        update(Trial)
-        .where(in_chunk(chunk.sweep_id, chunk.lo, chunk.hi), Trial.status.in_(ACTIVE))
-        .values(status=chunk.status, error_code=chunk.error_code, error_message=chunk.error_message)
-    )
-    settle_sweep(session=session, sweep_id=chunk.sweep_id)
 
 
 def undispatched(*, session: Session, wait_seconds: float, everything: bool = False) -> list[tuple[str, str]]:
@@ -315,7 +349,7 @@ def undispatched(*, session: Session, wait_seconds: float, everything: bool = Fa
     local executor's pool starts empty)."""
     ids: list[str] = []
     now = session.execute(select(db_time())).scalar_one()
-    for table in (Job, SweepChunk):
+    for table in _LEASED:
         waiting = table.status == Status.QUEUED
         if not everything:
             waiting &= table.dispatched_at.is_(None) | (table.dispatched_at < db_time(-wait_seconds))
@@ -332,7 +366,7 @@ def undispatched(*, session: Session, wait_seconds: float, everything: bool = Fa
 
 def dispatched(*, session: Session, ids: Sequence[str]) -> None:
     """Record that these runs were sent now."""
-    for table in (Job, SweepChunk):
+    for table in _LEASED:
         session.execute(
             update(table)
             .where(table.id.in_(ids), table.status == Status.QUEUED)
@@ -354,7 +388,7 @@ def _insert(table: type[Base]) -> Insert:
     """The INSERT of a new row of table, built once. A job or chunk is sent right after its
     submit commits: dispatched now, on the database's clock."""
     statement = insert(core_table(table))
-    return statement.values(dispatched_at=db_time(), dispatches=1) if table in (Job, SweepChunk) else statement
+    return statement.values(dispatched_at=db_time(), dispatches=1) if issubclass(table, Leased) else statement
 
 
 def _values(row: Base) -> dict[str, Any]:
@@ -378,9 +412,9 @@ def submit(
     concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an
     advisory lock; SQLite: the write lock its first INSERT takes).
 
-    The rows go in by Core INSERTs whose values are ready before the first: the ORM's flush
-    spent more Python than the rest of a submit, all of it holding SQLite's one writer lock
-    (the objects stay as they were made, in no session)."""
+    The rows go in by Core INSERTs whose values are ready before the first, so that no Python
+    work (an ORM flush's) runs while SQLite's one writer lock is held (the objects stay as they
+    were made, in no session)."""
     # A dataset before what uses it, a sweep before its chunks and trials.
     ordered = sorted([row, *(extra or [])], key=lambda r: (not isinstance(r, Dataset), not isinstance(r, Job | Sweep)))
     batches = [(table, [_values(r) for r in rows]) for table, rows in groupby(ordered, key=type)]

@@ -333,7 +333,7 @@ def worker(
     # serve given the same directory would sum as its own.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     from model.training import cuda_available
-    from worker.celery_app import make_app
+    from worker.celery_worker import worker_app
     from worker.metrics import serve_metrics
 
     if metrics_port is not None:
@@ -357,7 +357,7 @@ def worker(
     # compiled training loop releases the GIL, so CPU jobs still train side by side.
     threads = 1 if gpu else concurrency or os.cpu_count() or 1  # one per GPU
     args += ["--pool", "threads", "--concurrency", str(threads)]
-    make_app(get_settings()).worker_main(args)
+    worker_app(get_settings()).worker_main(args)
 
 
 @keys_app.command("create")

@@ -1,33 +1,27 @@
-"""The Celery path: the app, its one task, and the executor `serve` dispatches through.
+"""The Celery app, alike for the worker (`tinytrain worker`) and the sender (serve's executor):
+its configuration and its one task, "run X" (a job or a chunk of a sweep).
 
-Celery only delivers "run X" (a job or a chunk of a sweep); the database row is the truth (no
-result backend), and run() re-reads it, so a duplicate or late message does nothing.
+Celery only delivers the message; the database row is the truth (no result backend), and
+run() re-reads it, so a duplicate or late message does nothing.
 """
 
 import logging
-import threading
-import time
-from typing import Any
 
 import redis
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
 from kombu.entity import Queue
 
-from jobs import lifecycle, workers
-from jobs.db import session_scope
-from jobs.settings import Settings, get_settings
-from worker.executor import OnEnd
-from worker.reaper import Reaper
+from jobs import lifecycle
+from jobs.settings import Settings
 from worker.run import run
 
-QUEUES = tuple(lifecycle.QUEUES.values())
+TASK = "jobs.train"
 ENDED = "tinytrain:ended"  # the Redis channel on which workers announce that a run ended
 log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings) -> Celery:
-    """The Celery app for these settings: the worker's (`tinytrain worker`) and the sender's."""
+    """The Celery app for these settings."""
     app = Celery("tinytrain", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         # Ack after run returns: a worker that dies mid-job leaves the message to be delivered
@@ -48,7 +42,7 @@ def make_app(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         # A typo in a queue name must fail, not create a queue no worker reads.
         task_create_missing_queues=False,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_queues=[Queue(name) for name in lifecycle.QUEUES.values()],
         task_default_queue="train",
         task_ignore_result=True,
         worker_hijack_root_logger=False,
@@ -66,76 +60,5 @@ def make_app(settings: Settings) -> Celery:
             except redis.RedisError:  # they learn it at their next poll instead
                 log.warning("could not announce the end of %s", run_id, exc_info=True)
 
-    app.task(name="jobs.train")(train)
+    app.task(name=TASK)(train)
     return app
-
-
-class CeleryExecutor:
-    """Sends "run X" (a job or a sweep's chunk) to the queue of its device."""
-
-    dispatch_waits = True  # on Redis
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.app = make_app(settings)
-
-    def has_cuda(self) -> bool:
-        """Whether a live worker reads the gpu queue (else device=cuda would wait forever)."""
-        with session_scope() as session:
-            return workers.reading(session=session, queue=lifecycle.QUEUES["cuda"])
-
-    def start(self, on_end: OnEnd) -> None:
-        threading.Thread(target=self._listen, args=(on_end,), name="tinytrain-ended", daemon=True).start()
-
-    def _listen(self, on_end: OnEnd) -> None:
-        """on_end for every run a worker announces (by id only); reconnects while Redis is away."""
-        while True:
-            try:
-                pubsub = redis.Redis.from_url(self.settings.broker_url).pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(ENDED)
-                for message in pubsub.listen():
-                    on_end(message["data"].decode(), None)
-            except redis.RedisError:
-                time.sleep(1.0)
-
-    def dispatch(self, run_id: str, queue: str) -> None:
-        """Publish the message; raises if Redis does not answer within about a second."""
-        # A few quick retries reconnect a pooled connection that a Redis restart broke.
-        policy = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.3}
-        self.app.send_task("jobs.train", args=[run_id], queue=queue, retry=True, retry_policy=policy)
-
-    def ready(self) -> bool:
-        """True when Redis answers a PING."""
-        try:
-            return bool(
-                redis.Redis.from_url(self.settings.broker_url, socket_timeout=1, socket_connect_timeout=1).ping()
-            )
-        except redis.RedisError:
-            return False
-
-    def shutdown(self) -> None:
-        pass
-
-
-_reaper: Reaper | None = None
-
-
-@worker_ready.connect
-def _start_reaper(sender: Any, **_: Any) -> None:
-    global _reaper
-    name, queues = sender.hostname, [queue.name for queue in sender.task_consumer.queues]
-
-    def say_alive() -> None:
-        with session_scope() as session:
-            workers.alive(session=session, name=name, queues=queues)
-
-    _reaper = Reaper(CeleryExecutor(get_settings()).dispatch, chores=say_alive)
-    _reaper.start()
-
-
-@worker_shutdown.connect
-def _stop_reaper(sender: Any, **_: Any) -> None:
-    if _reaper is not None:
-        _reaper.stop()
-        with session_scope() as session:
-            workers.gone(session=session, name=sender.hostname)

@@ -1,14 +1,20 @@
-"""Run one unit of work by id: a job, or a chunk of a sweep's trials (one engine call).
+"""Run one unit of work by id: a job, or a chunk of a sweep's trials.
 
 The local executor and the Celery task both call run(); everything it knows comes from the
 database, so a run can be repeated (after a lost worker) anywhere, with the same result.
-Claim the row, load the dataset, train with model/, heartbeat and record progress a few times
-a second, honour cancel and the deadline, store the result, all by the current attempt only.
+
+A job is a fleet of one: one path claims either kind, reads its trials and dataset, trains them
+in one model.train_fleet call, heartbeats and records progress a few times a second, honours
+cancel and the deadline, and stores each trial's outcome, all by the current attempt only.
+What tells the kinds apart is data (Kind): where the work is read from, whether the unit is its
+one trial (a job), and the labels it counts under.
 """
 
+import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, update
@@ -47,15 +53,85 @@ def retrying(what: str, fn: Callable[[], T], patience: float) -> T:
             delay = min(2 * delay, 2.0)
 
 
-NewHistory = Callable[[int], list[results.Segment]]  # the history's segments from an epoch on
+@dataclass(frozen=True)
+class Work:
+    """What a run reads once claimed, alike for a job and a chunk."""
 
-# What a job's run reads once claimed, built once: its columns and its dataset's points.
+    owner: str
+    trials_of: str  # the id its trials' histories (a chunk's: and rows) are kept under: the job's, or the sweep's
+    first_trial: int  # the index of its first trial there: 0 for a job, the chunk's lo
+    hyperparameters: list[dict[str, Any]]  # one per trial
+    dataset_id: str
+    points: datasets.Points | None  # None: the dataset was deleted
+    max_runtime_seconds: float | None
+    objective: str  # what ranks the trials (a sweep's)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What tells a job's run from a chunk's."""
+
+    read: Callable[[Session, str], Work | None]  # its work, None if it is gone
+    # Its row holds its one trial's outcome (a job: it fails when the trial diverged) and its beats
+    # stream that trial's loss history; else each trial has a row of its own, and ends alone.
+    holds_its_trial: bool
+    samples: str  # its label in the model-samples counter
+    trainings: str  # its trials' label in the trainings counter
+
+
+# A job's columns and its dataset's points in one statement, built once.
 _JOB, _DATASET = core_table(Job), core_table(Dataset)
 _READ_JOB = (
     select(_JOB.c.owner, _JOB.c.hyperparameters, _JOB.c.dataset_id, _JOB.c.max_runtime_seconds, _DATASET.c.points)
     .outerjoin(_DATASET, _DATASET.c.id == _JOB.c.dataset_id)
     .where(_JOB.c.id == bindparam("job"))
 )
+
+
+def _read_job(session: Session, job_id: str) -> Work | None:
+    row = session.execute(_READ_JOB, {"job": job_id}).first()
+    if row is None:
+        return None
+    return Work(
+        owner=row.owner,
+        trials_of=job_id,
+        first_trial=0,
+        hyperparameters=[row.hyperparameters],
+        dataset_id=row.dataset_id,
+        points=datasets.points_of(row.points),
+        max_runtime_seconds=row.max_runtime_seconds,
+        objective="final_loss",
+    )
+
+
+def _read_chunk(session: Session, chunk_id: str) -> Work | None:
+    chunk = session.execute(
+        select(SweepChunk.lo, SweepChunk.hi, SweepChunk.max_runtime_seconds, Sweep)
+        .join(Sweep, Sweep.id == SweepChunk.sweep_id)
+        .where(SweepChunk.id == chunk_id)
+    ).first()
+    if chunk is None:
+        return None
+    sweep = chunk.Sweep
+    in_chunk = lifecycle.in_chunk(sweep.id, chunk.lo, chunk.hi)
+    return Work(
+        owner=sweep.owner,
+        trials_of=sweep.id,
+        first_trial=chunk.lo,
+        hyperparameters=list(session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index))),
+        dataset_id=sweep.dataset_id,
+        points=datasets.load_points(session=session, dataset_id=sweep.dataset_id),
+        max_runtime_seconds=chunk.max_runtime_seconds,
+        objective=sweep.objective,
+    )
+
+
+KINDS: dict[type[Job] | type[SweepChunk], Kind] = {
+    Job: Kind(_read_job, holds_its_trial=True, samples="job", trainings="job"),
+    SweepChunk: Kind(_read_chunk, holds_its_trial=False, samples="sweep", trainings="trial"),
+}
+
+NewHistory = Callable[[int], list[results.Segment]]  # the history's segments from an epoch on
 
 
 class Progress:
@@ -78,9 +154,9 @@ class Progress:
         self.reason: str | None = None  # why the run must stop: cancelled, timeout or lost
         self.device: str | None = None  # to write with the next beat, once the engine chose it
 
-    def beat(self, new_history: NewHistory | None = None, *, now: bool = False, **progress: Any) -> None:
+    def beat(self, new_history: NewHistory | None = None, **progress: Any) -> None:
         moment = time.monotonic()
-        if not now and moment - self.last_beat < self.settings.progress_interval_seconds:
+        if moment - self.last_beat < self.settings.progress_interval_seconds:
             return
         self.last_beat = moment
         segments = new_history(self.written) if new_history is not None else []
@@ -123,219 +199,140 @@ class Progress:
 def run(run_id: str) -> dict[str, Any] | None:
     """Run the job or chunk if it is queued; return quietly if it is gone, cancelled or taken.
 
-    A job's row as this run ended it, else None: a request waiting for the job gets its answer
+    The unit's row as this run ended it, else None: a request waiting for a job gets its answer
     from the local pool without reading it again."""
-    if lifecycle.table_of(run_id) is SweepChunk:
-        _run_chunk(run_id)
+    kind = KINDS[lifecycle.table_of(run_id)]
+    claimed = _claim(run_id, kind.read)
+    if claimed is None:
         return None
-    return _run_job(run_id)
+    attempt, work = claimed
+    return _Attempt(run_id, attempt, kind, work).run()
 
 
-def _claim(run_id: str, read: Callable[[Session], T | None]) -> tuple[int, T] | None:
-    """(attempt, read(session)) once the run is claimed, None if it is gone (read None), cancelled or taken.
+def _claim(run_id: str, read: Callable[[Session, str], Work | None]) -> tuple[int, Work] | None:
+    """(attempt, its work) once the run is claimed, None if it is gone, cancelled or taken.
 
     What the run needs is read first, in the claim's transaction (whose commit ends it) but before
-    its UPDATE: on SQLite outside the writer lock, as a dataset's points may be 160 MB. None of
+    its UPDATE: on SQLite outside the writer lock, as a dataset's points may be large. None of
     it changes while the run is queued (a dataset in use cannot be deleted); a claim that fails
     discards it."""
     lease = get_settings().lease_seconds
 
-    def claim() -> tuple[int, T] | None:
+    def claim() -> tuple[int, Work] | None:
         with session_scope() as session:
-            found = read(session)
-            if found is None:
+            work = read(session, run_id)
+            if work is None:
                 return None
             attempt = lifecycle.claim(session=session, run_id=run_id, lease_seconds=lease)
-            return None if attempt is None else (attempt, found)
+            return None if attempt is None else (attempt, work)
 
     # Given up after a lease: the message is then gone, and the reaper sends the run again.
     return retrying(f"claim {run_id}", claim, lease)
 
 
-def _train(
-    run_id: str,
-    dataset_id: str,
-    points: datasets.Points | None,
-    finish: Callable[..., None],
-    train: Callable[[datasets.Points], Any],
-) -> Any | None:
-    """train(points), or None after finishing the run failed: its dataset is gone (points None),
-    or the run raised."""
-    if points is None:
-        finish(Status.FAILED, error_code="dataset_deleted", error_message=f"dataset {dataset_id} was deleted")
-        return None
-    try:
-        return train(points)
-    except model.TrainingInputError as exc:
-        finish(Status.FAILED, error_code="invalid_input", error_message=str(exc))
-    except Exception:
-        log.exception("run %s failed", run_id)
-        finish(Status.FAILED, error_code="internal", error_message="the run failed unexpectedly; see the worker's log")
-    return None
+class _Attempt:
+    """One claimed attempt at a unit: trains its trials in one engine call and stores how it ended."""
 
+    def __init__(self, run_id: str, attempt: int, kind: Kind, work: Work) -> None:
+        self.run_id, self.attempt, self.kind, self.work = run_id, attempt, kind, work
+        self.progress = Progress(run_id, attempt, work.max_runtime_seconds)
+        self.samples = metrics.SampleCount(kind.samples)
 
-def _stop_error(progress: Progress, max_runtime_seconds: float | None) -> tuple[Status, dict[str, str]] | None:
-    """How a run that was stopped ends; None for a lost lease (a newer attempt owns the run)."""
-    if progress.reason == "cancelled":
-        return Status.CANCELLED, {}
-    if progress.reason == "timeout":
-        return Status.FAILED, {"error_code": "timeout", "error_message": f"stopped at {max_runtime_seconds=}"}
-    return None
-
-
-def _run_job(job_id: str) -> dict[str, Any] | None:
-    def read(session: Session) -> tuple[Any, ...] | None:
-        row = session.execute(_READ_JOB, {"job": job_id}).first()
-        return None if row is None else tuple(row)
-
-    claimed = _claim(job_id, read)
-    if claimed is None:
-        return None
-    attempt, (owner, hyperparameters, dataset_id, max_runtime, blob) = claimed
-    progress = Progress(job_id, attempt, max_runtime)
-    samples = metrics.SampleCount("job")
-    ended: dict[str, Any] | None = None  # the row as finish wrote it
-
-    def finish(status: Status, result: model.TrainResult | None = None, **error: str) -> None:
-        nonlocal ended
-
-        def write() -> dict[str, Any] | None:
-            with session_scope() as session:
-                row = lifecycle.finish(
-                    session=session,
-                    run_id=job_id,
-                    attempt=attempt,
-                    status=status,
-                    result=results.scalars(result) if result else None,
-                    device=result.device if result else None,
-                    epochs_completed=result.epochs_completed if result else 0,
-                    last_loss=result.final_loss if result else None,
-                    **error,
-                )
-                if row is None:
-                    session.rollback()
-                elif result is not None:
-                    history = [results.history_rows(owner, job_id, 0, result)]
-                    if progress.sent_history:  # its live segments: the whole history replaces them
-                        results.store_histories(session, history)
-                    else:  # none to replace (a claim after a first attempt removed that one's)
-                        results.insert_histories(session, history)
-                return row
-
-        ended = retrying(f"finish {job_id}", write, progress.settings.lease_seconds)
-        if ended is not None:  # counted once written: a stale attempt's end is not an outcome
-            metrics.ended("job", [(status, error.get("error_code"))])
-
-    def on_progress(fleet: Fleet) -> None:  # once per engine call, not per epoch
-        done = int(fleet.epochs_completed()[0])
-
-        def new_history(since: int) -> list[results.Segment]:
-            val = fleet.val_losses[0, since:done] if fleet.xv.shape[0] else None
-            losses = fleet.losses[0, since:done]
-            return [results.segment(owner, job_id, 0, since, losses, val)] if done > since else []
-
-        last_loss = float(fleet.losses[0, done - 1]) if done else None
-        samples.update(fleet)
-        progress.beat(new_history, epochs_completed=done, last_loss=last_loss)
-
-    def train(points: datasets.Points) -> model.TrainResult:
-        config = config_from(hyperparameters)
-        return model.train_fleet(
-            *points, [config], on_progress=on_progress, should_stop=progress.should_stop, on_start=progress.on_start
-        )[0]
-
-    points = datasets.points_of(blob)
-    result: model.TrainResult | None = _train(job_id, dataset_id, points, finish, train)
-    if result is None:
-        return ended
-    # A cancel or deadline seen after the last epoch stopped nothing: the run succeeded.
-    stopped = _stop_error(progress, max_runtime) if result.stopped else None
-    if result.diverged:
-        finish(Status.FAILED, result, **results.diverged(result))
-    elif stopped is not None:
-        finish(stopped[0], result, **stopped[1])
-    elif progress.reason != "lost":
-        finish(Status.SUCCEEDED, result)
-    return ended
-
-
-def _run_chunk(chunk_id: str) -> None:
-    def read(session: Session) -> tuple[SweepChunk, Sweep, list[Any], datasets.Points | None] | None:
-        chunk = session.scalars(select(SweepChunk).where(SweepChunk.id == chunk_id)).first()
-        if chunk is None:
+    def run(self) -> dict[str, Any] | None:
+        """Train, then end the run as it went; the row as the end wrote it, None if nothing was written."""
+        if self.work.points is None:
+            message = f"dataset {self.work.dataset_id} was deleted"
+            return self._end(Status.FAILED, {"error_code": "dataset_deleted", "error_message": message})
+        try:
+            trained = model.train_fleet(
+                *self.work.points,
+                [config_from(hp) for hp in self.work.hyperparameters],
+                on_progress=self._on_progress,
+                should_stop=self.progress.should_stop,
+                on_start=self.progress.on_start,
+            )
+        except model.TrainingInputError as exc:
+            return self._end(Status.FAILED, {"error_code": "invalid_input", "error_message": str(exc)})
+        except Exception:
+            log.exception("run %s failed", self.run_id)
+            message = "the run failed unexpectedly; see the worker's log"
+            return self._end(Status.FAILED, {"error_code": "internal", "error_message": message})
+        if self.progress.reason == "lost":  # a newer attempt owns the run
             return None
-        sweep = session.scalars(select(Sweep).where(Sweep.id == chunk.sweep_id)).one()
-        in_chunk = lifecycle.in_chunk(sweep.id, chunk.lo, chunk.hi)
-        trials = list(session.scalars(select(Trial.hyperparameters).where(in_chunk).order_by(Trial.index)))
-        points = datasets.load_points(session=session, dataset_id=sweep.dataset_id)
-        session.expunge_all()  # kept as read: the claim expires what the session holds
-        return chunk, sweep, trials, points
+        if self.kind.holds_its_trial and trained[0].diverged:
+            return self._end(Status.FAILED, results.diverged(trained[0]), trained)
+        # A cancel or deadline seen after the last epoch stopped nothing: the run succeeded.
+        if any(r.stopped for r in trained):
+            return self._end(*self._stop(), trained)
+        return self._end(Status.SUCCEEDED, {}, trained)
 
-    claimed = _claim(chunk_id, read)
-    if claimed is None:
-        return
-    attempt, (chunk, sweep, trials, points) = claimed
-    lo, hi, max_runtime = chunk.lo, chunk.hi, chunk.max_runtime_seconds
-    sweep_id, dataset_id = sweep.id, sweep.dataset_id
-    in_chunk = lifecycle.in_chunk(sweep_id, lo, hi)
-    configs = [config_from(hp) for hp in trials]
-    progress = Progress(chunk_id, attempt, max_runtime)
-    samples = metrics.SampleCount("sweep")
+    def _stop(self) -> tuple[Status, dict[str, str]]:
+        """How a run that was stopped (cancelled, or at its deadline) ends."""
+        if self.progress.reason == "cancelled":
+            return Status.CANCELLED, {}
+        max_runtime_seconds = self.work.max_runtime_seconds
+        return Status.FAILED, {"error_code": "timeout", "error_message": f"stopped at {max_runtime_seconds=}"}
 
-    def finish(status: Status, fleet: list[model.TrainResult] | None = None, **error: str) -> None:
-        def write() -> list[metrics.Outcome]:
-            with session_scope() as session:
-                # The chunk's row first, as claim, reap and cancel lock it: the same lock order everywhere.
-                if (
-                    lifecycle.finish(
-                        session=session,
-                        run_id=chunk_id,
-                        attempt=attempt,
-                        status=status,
-                        device=fleet[0].device if fleet else None,
-                        epochs_completed=sum(r.epochs_completed for r in fleet) if fleet else 0,
-                        **error,
-                    )
-                    is None
-                ):
-                    session.rollback()
-                    return []
-                if fleet is not None:
-                    return _store_trials(session, sweep, lo, fleet, (status, error))
-                session.execute(update(Trial).where(in_chunk).values(status=status, **error))
-                return [(status, error.get("error_code"))] * (hi - lo)
+    def _on_progress(self, fleet: Fleet) -> None:
+        """Once per engine call, not per epoch."""
+        self.samples.update(fleet)
+        done = fleet.epochs_completed()
+        if not self.kind.holds_its_trial:
+            self.progress.beat(epochs_completed=int(done.sum()))
+            return
+        epochs = int(done[0])
+        last_loss = float(fleet.losses[0, epochs - 1]) if epochs else None
+        new_history = functools.partial(self._new_history, fleet, epochs)
+        self.progress.beat(new_history, epochs_completed=epochs, last_loss=last_loss)
 
-        metrics.ended("trial", retrying(f"finish {chunk_id}", write, progress.settings.lease_seconds))
+    def _new_history(self, fleet: Fleet, done: int, since: int) -> list[results.Segment]:
+        """The one trial's history segment of epochs [since, done), if any."""
+        if done <= since:
+            return []
+        val = fleet.val_losses[0, since:done] if fleet.xv.shape[0] else None
+        return [results.segment(self.work.owner, self.work.trials_of, 0, since, fleet.losses[0, since:done], val)]
 
-    def on_progress(fleet: Fleet) -> None:
-        samples.update(fleet)
-        progress.beat(epochs_completed=int(fleet.epochs_completed().sum()))
+    def _end(
+        self, status: Status, error: dict[str, str], trained: list[model.TrainResult] | None = None
+    ) -> dict[str, Any] | None:
+        """Store how the run ended, with each trial's outcome: the row as written, None if this
+        attempt is stale. Counted once written: a stale attempt's end is not an outcome."""
+        trials = [results.trial_outcome(r, self.work.objective, (status, error)) for r in trained or []]
+        write = functools.partial(self._write, status, error, trained or [], trials)
+        ended = retrying(f"finish {self.run_id}", write, self.progress.settings.lease_seconds)
+        if ended is not None:
+            count = len(self.work.hyperparameters)
+            outcomes = [(t["status"], t["error_code"]) for t in trials] or [(status, error.get("error_code"))] * count
+            metrics.ended(self.kind.trainings, outcomes)
+        return ended
 
-    def train(points: datasets.Points) -> list[model.TrainResult]:
-        return model.train_fleet(
-            *points, configs, on_progress=on_progress, should_stop=progress.should_stop, on_start=progress.on_start
-        )
-
-    fleet: list[model.TrainResult] | None = _train(chunk_id, dataset_id, points, finish, train)
-    if fleet is None:
-        return
-    stopped = _stop_error(progress, max_runtime) if any(r.stopped for r in fleet) else None
-    if stopped is not None:
-        finish(stopped[0], fleet, **stopped[1])
-    elif progress.reason != "lost":
-        finish(Status.SUCCEEDED, fleet)
-
-
-def _store_trials(
-    session: Session, sweep: Sweep, lo: int, fleet: list[model.TrainResult], stop: tuple[Status, dict[str, str]]
-) -> list[metrics.Outcome]:
-    """Each trial's outcome: diverged is failed, one stopped before its end ends as the chunk
-    does (cancelled, or failed on timeout), the rest succeeded. Histories beside them."""
-    rows = [
-        {"sweep_id": sweep.id, "index": lo + k, **results.trial_outcome(result, sweep.objective, stop)}
-        for k, result in enumerate(fleet)
-    ]
-    session.execute(update(Trial), rows)
-    histories = [results.history_rows(sweep.owner, sweep.id, lo + k, r) for k, r in enumerate(fleet)]
-    results.store_histories(session, histories)
-    return [(row["status"], row["error_code"]) for row in rows]
+    def _write(
+        self, status: Status, error: dict[str, str], trained: list[model.TrainResult], trials: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        work = self.work
+        values: dict[str, Any] = {
+            "device": trained[0].device if trained else None,
+            "epochs_completed": sum(r.epochs_completed for r in trained),
+        }
+        if self.kind.holds_its_trial:
+            values["result"] = trials[0]["result"] if trials else None
+            values["last_loss"] = trained[0].final_loss if trained else None
+        with session_scope() as session:
+            # The unit's row first, as claim, reap and cancel lock it: the same lock order everywhere.
+            row = lifecycle.finish(
+                session=session, run_id=self.run_id, attempt=self.attempt, status=status, **values, **error
+            )
+            if row is None:
+                session.rollback()
+                return None
+            if trials and not self.kind.holds_its_trial:
+                rows = [{"sweep_id": work.trials_of, "index": work.first_trial + k, **t} for k, t in enumerate(trials)]
+                session.execute(update(Trial), rows)
+            histories = [
+                results.history_rows(work.owner, work.trials_of, work.first_trial + k, r) for k, r in enumerate(trained)
+            ]
+            if self.progress.sent_history:  # its live segments: the whole history replaces them
+                results.store_histories(session, histories)
+            elif histories:  # none to replace (a claim after a first attempt removed that one's)
+                results.insert_histories(session, histories)
+            return row
