@@ -12,7 +12,7 @@ from api.deps import KeyBeforeBody
 from api.limits import BodySizeLimit
 from api.live import Watcher
 from api.ratelimit import RateLimit
-from api.routes import datasets, events, jobs, metrics, plots, service, sweeps, ui
+from api.routes import datasets, events, export, jobs, metrics, plots, service, sweeps, ui
 from jobs.settings import get_settings
 from worker.executor import make_executor
 from worker.reaper import Reaper
@@ -59,7 +59,7 @@ def create_app() -> FastAPI:
     app.state.watcher = Watcher(settings.progress_interval_seconds)
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
-    for router in (datasets.router, jobs.router, plots.router, sweeps.router, events.router):
+    for router in (datasets.router, jobs.router, plots.router, sweeps.router, events.router, export.router):
         app.include_router(router, prefix="/v1", responses=errors.ERRORS)
     app.include_router(service.router)
     app.include_router(metrics.router)
