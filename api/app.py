@@ -12,8 +12,9 @@ from api.deps import KeyBeforeBody
 from api.limits import BodySizeLimit
 from api.live import Watcher
 from api.ratelimit import RateLimit
-from api.routes import datasets, events, export, jobs, metrics, plots, service, sweeps, ui
+from api.routes import datasets, events, export, jobs, metrics, plots, service, sweeps, ui, webhooks
 from jobs.settings import get_settings
+from worker.deliverer import Deliverer
 from worker.executor import make_executor
 from worker.reaper import Reaper
 
@@ -39,7 +40,10 @@ def create_app() -> FastAPI:
         # In the thread, so that serve starts (and says what is down) while the queue is down.
         reaper = Reaper(executor.dispatch, send_all_first=True)
         reaper.start()
+        deliverer = Deliverer()
+        deliverer.start()
         yield
+        deliverer.stop()
         reaper.stop()
         await app.state.watcher.stop()
         executor.shutdown()
@@ -59,7 +63,8 @@ def create_app() -> FastAPI:
     app.state.watcher = Watcher(settings.progress_interval_seconds)
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
-    for router in (datasets.router, jobs.router, plots.router, sweeps.router, events.router, export.router):
+    routers = (datasets, jobs, plots, sweeps, events, export, webhooks)
+    for router in (r.router for r in routers):
         app.include_router(router, prefix="/v1", responses=errors.ERRORS)
     app.include_router(service.router)
     app.include_router(metrics.router)

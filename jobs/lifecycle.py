@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from jobs import results
+from jobs import results, webhooks
 from jobs.db import Base, core_table, db_time, utcnow
 from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
@@ -183,6 +183,8 @@ def finish(*, session: Session, run_id: str, attempt: int, status: Status, **val
     done = _write(session, _statements(table).finish, parameters).mappings().first()
     if done is not None and table is SweepChunk:
         settle_sweep(session=session, sweep_id=done["sweep_id"])
+    elif done is not None:
+        webhooks.ended(session, Job, [run_id])
     return dict(done) if done is not None else None
 
 
@@ -206,7 +208,7 @@ def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
     ).first()
     cancelled = session.scalar(select(exists(chunks.where(SweepChunk.status == Status.CANCELLED))))
     status = Status.FAILED if failed else Status.CANCELLED if cancelled else Status.SUCCEEDED
-    session.execute(
+    settled = session.execute(
         update(Sweep)
         .where(Sweep.id == sweep_id, Sweep.status.in_(ACTIVE))
         .values(
@@ -215,7 +217,9 @@ def settle_sweep(*, session: Session, sweep_id: str | None) -> None:
             error_code=failed.error_code if failed else None,
             error_message=failed.error_message if failed else None,
         )
+        .returning(Sweep.id)
     )
+    webhooks.ended(session, Sweep, list(settled.scalars()))
 
 
 def cancel(*, session: Session, owner: str, job_id: str) -> Job:
@@ -223,10 +227,9 @@ def cancel(*, session: Session, owner: str, job_id: str) -> Job:
     mine = (Job.id == job_id) & (Job.owner == owner)
     queued = update(Job).where(mine, Job.status == Status.QUEUED)
     running = update(Job).where(mine, Job.status == Status.RUNNING)
-    done = (
-        session.execute(queued.values(status=Status.CANCELLED, finished_at=utcnow()).returning(Job.seq)).first()
-        or session.execute(running.values(cancel_requested=True).returning(Job.seq)).first()
-    )
+    cancelled = session.execute(queued.values(status=Status.CANCELLED, finished_at=utcnow()).returning(Job.id)).first()
+    webhooks.ended(session, Job, [cancelled.id] if cancelled else [])
+    done = cancelled or session.execute(running.values(cancel_requested=True).returning(Job.id)).first()
     session.commit()
     job = get_job(session=session, owner=owner, job_id=job_id)
     if done is None:
@@ -286,7 +289,9 @@ def reap(*, session: Session, max_attempts: int) -> int:
         stopped = [*session.scalars(cancelled.returning(table.id)), *session.scalars(failed.returning(table.id))]
         again_ids = list(session.scalars(again.returning(table.id)))
         requeued += len(again_ids)
-        if table is SweepChunk:
+        if table is Job:
+            webhooks.ended(session, Job, stopped)
+        else:
             for chunk_id in stopped:
                 _end_trials_of_lost_chunk(session, chunk_id)
             # A chunk queued again has its trials wait again: the sweep's counts showed them
