@@ -12,9 +12,10 @@ from api.deps import KeyBeforeBody
 from api.limits import BodySizeLimit
 from api.live import Watcher
 from api.ratelimit import RateLimit
-from api.routes import datasets, events, hyperparameters, jobs, metrics, plots, service, sweeps, ui
+from api.routes import datasets, events, export, hyperparameters, jobs, metrics, plots, service, sweeps, ui, webhooks
 from jobs.settings import Settings, get_settings
 from worker.celery_executor import CeleryExecutor
+from worker.deliverer import Deliverer
 from worker.executor import Executor
 from worker.local import LocalExecutor
 from worker.reaper import Reaper
@@ -48,7 +49,10 @@ def create_app() -> FastAPI:
         # In the thread, so that serve starts (and says what is down) while the queue is down.
         reaper = Reaper(executor.dispatch, send_all_first=True)
         reaper.start()
+        deliverer = Deliverer()
+        deliverer.start()
         yield
+        deliverer.stop()
         reaper.stop()
         await app.state.watcher.stop()
         executor.shutdown()
@@ -68,7 +72,8 @@ def create_app() -> FastAPI:
     app.state.watcher = Watcher(settings.progress_interval_seconds)
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
-    for router in (datasets.router, jobs.router, plots.router, sweeps.router, events.router, hyperparameters.router):
+    routers = (datasets, jobs, plots, sweeps, events, hyperparameters, export, webhooks)
+    for router in (r.router for r in routers):
         app.include_router(router, prefix="/v1", responses=errors.ERRORS)
     app.include_router(service.router)
     app.include_router(metrics.router)

@@ -187,7 +187,7 @@ def _handler(request: Request, exc: Exception) -> Callable[[Request, Exception],
 
 
 _PREFIXES = {Job: "job", Dataset: "ds", Sweep: "sw"}
-_KINDS = {"job": "job", "ds": "dataset", "sw": "sweep"}
+_KINDS = {"job": "job", "ds": "dataset", "sw": "sweep", "wh": "webhook", "msg": "delivery"}
 _ID_RES = {prefix: re.compile(pattern) for prefix, pattern in ID_PATTERNS.items()}
 
 

@@ -26,7 +26,7 @@ NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
 # Every id is its type's prefix and 24 hex digits (jobs.lifecycle.new_id); an id of any other
 # shape names nothing and is answered 404 without a query (api/deps.py).
-ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{24}}$" for prefix in ("job", "ds", "sw")}
+ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{24}}$" for prefix in ("job", "ds", "sw", "wh", "msg")}
 DEFAULT = TrainConfig()
 
 
@@ -472,3 +472,55 @@ class SweepProgressEvent(BaseModel):
     trials: TrialCounts
     epochs_completed: int
     epochs: int
+
+
+WebhookEvent = Literal[
+    "job.succeeded", "job.failed", "job.cancelled", "sweep.succeeded", "sweep.failed", "sweep.cancelled"
+]
+
+
+class WebhookIn(Strict):
+    url: Annotated[str, Field(min_length=1, max_length=2000, pattern=NO_CONTROL_CHARACTERS)]
+    events: Annotated[list[WebhookEvent], Field(min_length=1, max_length=6)]
+    description: Name | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"url": "https://example.com/hooks/tinytrain", "events": ["job.succeeded"]}]}
+    )
+
+
+class Webhook(BaseModel):
+    """An endpoint; `enabled` false (with `disabled_reason`) once a delivery failed every try."""
+
+    id: str
+    url: str
+    events: list[WebhookEvent]
+    description: str | None
+    enabled: bool
+    disabled_reason: str | None
+    created_at: datetime
+
+
+class WebhookWithSecret(Webhook):
+    """An endpoint as created or rotated: the only answers that show its signing secret."""
+
+    secret: str
+
+
+class WebhookDeliveryOut(BaseModel):
+    """A delivery as queued (a test ping or a retry)."""
+
+    id: str  # the webhook-id header of every try
+    type: str
+    status: Literal["pending", "succeeded", "failed"]
+
+
+class WebhookAttemptOut(BaseModel):
+    """One try of a delivery: the HTTP status it got, or the error that stopped it."""
+
+    delivery_id: str
+    type: str
+    attempted_at: datetime
+    http_status: int | None
+    error: str | None
+    duration_seconds: float

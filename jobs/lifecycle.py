@@ -38,7 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from jobs import results
+from jobs import results, webhooks
 from jobs.db import Base, core_table, db_time, utcnow
 from jobs.errors import Conflict, NotFound, QuotaExceeded
 from jobs.idempotency import commit_once
@@ -72,8 +72,9 @@ class _Unit:
     follow: Callable[[Session, Sequence[str]], None]
 
 
-def _nothing_follows(session: Session, job_ids: Sequence[str]) -> None:
-    """A job's status is its row's alone."""
+def _job_follows(session: Session, job_ids: Sequence[str]) -> None:
+    """A job's status is its row's alone; the end of one is told to its owner's webhooks."""
+    webhooks.ended(session, Job, job_ids)
 
 
 def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
@@ -102,7 +103,7 @@ def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
 
 
 _UNITS = {
-    "job": _Unit(Job, select(Job.id, Job.hyperparameters), _nothing_follows),
+    "job": _Unit(Job, select(Job.id, Job.hyperparameters), _job_follows),
     "swc": _Unit(
         SweepChunk,
         select(SweepChunk.id, Sweep.hyperparameters).join(Sweep, Sweep.id == SweepChunk.sweep_id),
@@ -263,7 +264,7 @@ def settle_sweep(*, session: Session, sweep_id: str) -> None:
     ).first()
     cancelled = session.scalar(select(exists(chunks.where(SweepChunk.status == Status.CANCELLED))))
     status = Status.FAILED if failed else Status.CANCELLED if cancelled else Status.SUCCEEDED
-    session.execute(
+    settled = session.execute(
         update(Sweep)
         .where(Sweep.id == sweep_id, Sweep.status.in_(ACTIVE))
         .values(
@@ -272,7 +273,9 @@ def settle_sweep(*, session: Session, sweep_id: str) -> None:
             error_code=failed.error_code if failed else None,
             error_message=failed.error_message if failed else None,
         )
+        .returning(Sweep.id)
     )
+    webhooks.ended(session, Sweep, list(settled.scalars()))
 
 
 def cancel(*, session: Session, owner: str, job_id: str) -> Job:
@@ -280,10 +283,9 @@ def cancel(*, session: Session, owner: str, job_id: str) -> Job:
     mine = (Job.id == job_id) & (Job.owner == owner)
     queued = update(Job).where(mine, Job.status == Status.QUEUED)
     running = update(Job).where(mine, Job.status == Status.RUNNING)
-    done = (
-        session.execute(queued.values(status=Status.CANCELLED, finished_at=utcnow()).returning(Job.seq)).first()
-        or session.execute(running.values(cancel_requested=True).returning(Job.seq)).first()
-    )
+    cancelled = session.execute(queued.values(status=Status.CANCELLED, finished_at=utcnow()).returning(Job.id)).first()
+    _job_follows(session, [cancelled.id] if cancelled else [])
+    done = cancelled or session.execute(running.values(cancel_requested=True).returning(Job.id)).first()
     session.commit()
     job = get_job(session=session, owner=owner, job_id=job_id)
     if done is None:

@@ -1,10 +1,10 @@
 """All configuration, from TINYTRAIN_* environment variables (one class, read once)."""
 
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -53,6 +53,21 @@ class Settings(BaseSettings):
         None,
         description="Bearer token of /metrics and the workers' metrics ports; unset or empty: they are open.",
     )
+    webhook_retry_seconds: Annotated[list[Annotated[float, Field(ge=0)]], NoDecode] = Field(
+        [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800],
+        min_length=1,
+        description="Seconds between a webhook delivery's tries, comma-separated; after the last, the endpoint is off.",
+    )
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="How long a webhook receiver has to answer.")
+    webhook_allow_private: bool = Field(
+        False, description="Let webhook URLs reach loopback, private and link-local addresses (tests, private nets)."
+    )
+    max_webhooks_per_owner: int = Field(16, ge=1, description="Most webhook endpoints of one owner.")
+
+    @field_validator("webhook_retry_seconds", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [float(v) for v in value.split(",")] if isinstance(value, str) else value
 
 
 @lru_cache

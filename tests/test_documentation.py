@@ -78,8 +78,12 @@ def test_configuration_gives_the_code_s_defaults() -> None:
     for name, default in settings_defaults().items():
         if default is None:
             assert cells[name].startswith("unset"), (name, cells[name])
-        elif isinstance(default, int | float) and not isinstance(default, bool):
+        elif isinstance(default, bool):
+            assert first_code(cells[name]) == str(default).lower(), (name, cells[name], default)
+        elif isinstance(default, int | float):
             assert float(first_code(cells[name])) == default, (name, cells[name], default)
+        elif isinstance(default, list):  # written as the variable is: comma-separated
+            assert first_code(cells[name]) == ",".join(f"{v:g}" for v in default), (name, cells[name], default)
         else:
             assert first_code(cells[name]) == str(default), (name, cells[name], default)
     for name in command_variables():

@@ -1,5 +1,5 @@
 """A Celery worker process (`tinytrain worker`): its app, and the signal handlers that run the
-reaper beside it while it reads its queues."""
+reaper and the webhook deliverer beside it while it reads its queues."""
 
 from typing import Any
 
@@ -11,16 +11,19 @@ from jobs.db import session_scope
 from jobs.settings import Settings
 from worker.celery_app import make_app
 from worker.celery_executor import CeleryExecutor
+from worker.deliverer import Deliverer
 from worker.reaper import Reaper
 
 
 class _Housekeeping:
-    """The worker's reaper, from its worker_ready to its worker_shutdown; its chore is to say that
-    the worker is alive (with the queues it reads), so serve knows whether one reads gpu."""
+    """The worker's reaper and deliverer, from its worker_ready to its worker_shutdown; the
+    reaper's chore is to say that the worker is alive (with the queues it reads), so serve knows
+    whether one reads gpu."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.reaper: Reaper | None = None
+        self.deliverer = Deliverer()
 
     def start(self, sender: Any, **_: Any) -> None:
         name, queues = sender.hostname, [queue.name for queue in sender.task_consumer.queues]
@@ -31,8 +34,10 @@ class _Housekeeping:
 
         self.reaper = Reaper(CeleryExecutor(self.settings).dispatch, chores=say_alive)
         self.reaper.start()
+        self.deliverer.start()
 
     def stop(self, sender: Any, **_: Any) -> None:
+        self.deliverer.stop()
         if self.reaper is not None:
             self.reaper.stop()
             with session_scope() as session:

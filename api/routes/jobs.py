@@ -32,7 +32,7 @@ from api.errors import error, invalid
 from api.jsonbody import JSONRoute, small_body
 from api.live import prefer_wait, until_ended, wait_deadline
 from api.pages import Cursor, Limit, owned_page
-from jobs import admission, lifecycle, reads, results, storage, tables
+from jobs import admission, lifecycle, reads, results, storage, summaries, tables
 from jobs.errors import Conflict
 from jobs.settings import get_settings
 from jobs.status import ACTIVE, Status
@@ -46,31 +46,12 @@ Stop = Annotated[int | None, Query(ge=1, le=2**31, description="The epoch after 
 MaxPoints = Annotated[int | None, Query(ge=2, le=1_000_000, description="At most this many entries, evenly spaced.")]
 
 
-def run_fields(row: tables.Job | tables.Sweep) -> dict[str, Any]:
-    """The fields of schemas.RunOut that a job or sweep row holds itself (not device, attempts)."""
-    names = ("id", "name", "status", "dataset_id", "hyperparameters", "max_runtime_seconds")
-    return {
-        **{name: getattr(row, name) for name in names},
-        **{"created_at": row.created_at, "started_at": row.started_at, "finished_at": row.finished_at},
-        "error": schemas.Error.of(row.error_code, row.error_message),
-    }
-
-
-def _job_fields(job: tables.Job) -> dict[str, Any]:
-    """The fields of schemas.JobSummary."""
-    progress = schemas.Progress(
-        epochs_completed=job.epochs_completed, epochs=job.hyperparameters["epochs"], last_loss=job.last_loss
-    )
-    return {**run_fields(job), "progress": progress, "device": job.device, "attempts": job.attempts}
-
-
 def job_summary(job: tables.Job) -> schemas.JobSummary:
-    return schemas.JobSummary(**_job_fields(job))
+    return schemas.JobSummary.model_validate(summaries.job(job))
 
 
 def job_out(job: tables.Job) -> schemas.Job:
-    summary = job.result and schemas.ResultSummary.model_validate(job.result)
-    return schemas.Job(**_job_fields(job), result=summary)
+    return schemas.Job.model_validate({**summaries.job(job), "result": job.result})
 
 
 def submit_request(owner: str, body: schemas.JobIn | schemas.SweepIn, idempotency_key: str | None) -> admission.Request:

@@ -18,9 +18,8 @@ from api.routes.jobs import (
     SubmissionDep,
     predicted,
     result_response,
-    run_fields,
 )
-from jobs import lifecycle, sweeps, tables
+from jobs import lifecycle, summaries, sweeps, tables
 from jobs.errors import Conflict
 from jobs.status import Status
 
@@ -32,10 +31,9 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
     now = sweeps.state(session, sweep)
     best = now.best
     return schemas.Sweep(
-        **run_fields(sweep),
+        **summaries.sweep(sweep),
         grid=sweep.grid,
         random=sweep.random,
-        objective=sweep.objective,
         trials=schemas.TrialCounts(total=sweep.trials_total, **now.counts),
         progress=schemas.SweepProgress(epochs_completed=now.epochs_completed, epochs=sweep.epochs_total),
         best=schemas.Best(
@@ -52,7 +50,7 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
 
 
 def sweep_summary(sweep: tables.Sweep) -> schemas.SweepSummary:
-    return schemas.SweepSummary(**run_fields(sweep), objective=sweep.objective)
+    return schemas.SweepSummary.model_validate(summaries.sweep(sweep))
 
 
 def trial_out(trial: tables.Trial) -> schemas.Trial:

@@ -37,8 +37,8 @@ def server_env(workdir: Path, **settings: str | None) -> dict[str, str]:
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
-    """Wait up to a minute for url to answer 200; the process serving it must not exit meanwhile."""
-    deadline = time.monotonic() + 60
+    """Wait up to two minutes for url to answer 200; the process serving it must not exit meanwhile."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process is None or process.poll() is None, log.read_text() if log else url
         try:
@@ -80,7 +80,11 @@ class Server:
             self.process = subprocess.Popen(
                 command, env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT
             )
-        wait_ready(f"{self.url}{ready}", self.process, log)
+        try:
+            wait_ready(f"{self.url}{ready}", self.process, log)
+        except BaseException:
+            self.stop(kill=True)  # a serve that never got ready is not left running
+            raise
         if not self.key:  # the first start made a key and printed it
             self.key = first_key(log.read_text())
 
