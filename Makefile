@@ -12,7 +12,8 @@ $(BIN)/tinytrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch alone from its index (its dependencies come from PyPI with the project's).
 	$(BIN)/pip install -q --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install -q -e ".[dev]"
+	# The service ([server]) and the tests' tools ([dev]); `pip install .` alone is the client.
+	$(BIN)/pip install -q -e ".[server,dev]"
 	touch $@
 
 install: $(BIN)/tinytrain
@@ -27,6 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m benchmarks.engine
