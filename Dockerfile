@@ -1,9 +1,10 @@
-# One image for every tinytrain process; the torch build is chosen at build time:
-#   CPU (api, migrate, worker-cpu): TORCH_INDEX=https://download.pytorch.org/whl/cpu   (default)
-#   GPU (worker):                   TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# One image for every tinytrain process; the torch build and the extras are chosen at build time:
+#   CPU (api, migrate, worker-cpu): TORCH_INDEX=https://download.pytorch.org/whl/cpu  EXTRAS=server (default)
+#   GPU (worker):                   TORCH_INDEX=https://download.pytorch.org/whl/cu128 EXTRAS=gpu
 FROM python:3.11-slim
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.13.0
+ARG EXTRAS=server
 RUN useradd --create-home --uid 10001 tinytrain
 WORKDIR /app
 RUN pip install --no-cache-dir --no-deps --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
@@ -13,7 +14,7 @@ COPY jobs jobs
 COPY worker worker
 COPY api api
 COPY tinytrain tinytrain
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir ".[${EXTRAS}]"
 # The default SQLite file would land in /app, which the user cannot write: a plain `docker run`
 # keeps its database (and SQLite's -wal and -shm files beside it) in /data instead; mount a named
 # volume there (-v tinytrain-data:/data) to keep it across containers. Compose sets

@@ -14,7 +14,8 @@ $(BIN)/tinytrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch alone from its index (its dependencies come from PyPI with the project's).
 	$(BIN)/pip install -q --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) "torch==$(TORCH_VERSION)"
-	$(BIN)/pip install -q -e ".[dev]"
+	# The service ([server]) and the tests' tools ([dev]); `pip install .` alone is the client.
+	$(BIN)/pip install -q -e ".[server,dev]"
 	touch $@
 
 $(BIOME): package.json package-lock.json

@@ -1,14 +1,6 @@
-"""The status of a job, a sweep, a chunk of a sweep's trials and a trial: one set of names."""
+"""The status names, which the API's answers carry: defined with them in tinytrain/wire.py, which the
+client installs without the service."""
 
-from enum import StrEnum
+from tinytrain.wire import ACTIVE, Status
 
-
-class Status(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-ACTIVE = (Status.QUEUED, Status.RUNNING)
+__all__ = ["ACTIVE", "Status"]

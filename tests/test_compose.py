@@ -92,6 +92,8 @@ def test_compose_services_are_wired_for_faults() -> None:
     assert s["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert s["worker"]["build"]["args"]["TORCH_INDEX"].endswith("cu128")
     assert s["worker-cpu"]["build"]["args"]["TORCH_INDEX"].endswith("/cpu")
+    # The Dockerfile's EXTRAS: the service everywhere ([server], its default), its GPU engine beside CUDA.
+    assert s["worker"]["build"]["args"]["EXTRAS"] == "gpu" and "EXTRAS" not in s["worker-cpu"]["build"]["args"]
 
 
 def option(command: list[str], name: str) -> str:

@@ -7,10 +7,12 @@
         job = client.wait(job.id)
         print(client.result(job.id).parameters)
 
-Answers are the API's own pydantic models (api/schemas.py), so client and server read one
-definition. Every request is retried, a bounded number of times with exponential backoff, when
-the server answers 429 with Retry-After, 502, 503 or 504 (waiting what Retry-After says), or
-cannot be reached; creating requests carry an Idempotency-Key, one per call, reused by its retries, so a
+Answers are the API's own pydantic models (tinytrain/wire.py, which the service answers with),
+so client and server read one definition; nothing here needs the service's packages.
+
+Every request is retried, a bounded number of times with exponential backoff, when the server
+answers 429 with Retry-After, 502, 503 or 504 (waiting what Retry-After says), or cannot be
+reached; creating requests carry an Idempotency-Key, one per call, reused by its retries, so a
 retried POST whose answer was lost creates nothing twice. Any other error answer raises ApiError
 (status and the server's detail); a server still unreachable after the retries raises Unreachable.
 """
@@ -23,9 +25,10 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -33,7 +36,8 @@ import pydantic
 from httpx_sse import EventSource, SSEError
 from pydantic import BaseModel
 
-from api.schemas import (
+from tinytrain.wire import (
+    ACTIVE,
     Dataset,
     Hyperparameters,
     Job,
@@ -42,13 +46,13 @@ from api.schemas import (
     Page,
     PredictOut,
     Result,
+    Status,
     Sweep,
     SweepProgressEvent,
     SweepSummary,
     Trial,
     TrialWithResult,
 )
-from jobs.status import ACTIVE, Status
 
 __all__ = [
     "ApiError",
@@ -75,6 +79,8 @@ log.addHandler(logging.NullHandler())  # a library says nothing unless its user 
 
 Model = TypeVar("Model", bound=BaseModel)
 Run = TypeVar("Run", Job, Sweep)
+Summary = TypeVar("Summary", JobSummary, SweepSummary)
+Progress = TypeVar("Progress", JobProgressEvent, SweepProgressEvent)
 
 RETRIED_STATUSES = (429, 502, 503, 504)  # 502 and 504: a proxy in front of a serve that restarts
 # Failures after which the request may be sent again: the server was not reached, or its answer
@@ -163,6 +169,21 @@ def _retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class _Kind(Generic[Run, Summary, Progress]):
+    """What jobs and sweeps differ in on the wire: where they are, and the types of their answers."""
+
+    path: str
+    run: type[Run]
+    page: type[Page[Summary]]
+    progress: type[Progress]
+    resume: bool  # whether a dropped stream of events resumes after its last one (Last-Event-ID)
+
+
+JOBS = _Kind("jobs", Job, Page[JobSummary], JobProgressEvent, resume=True)
+SWEEPS = _Kind("sweeps", Sweep, Page[SweepSummary], SweepProgressEvent, resume=False)
 
 
 class Client:
@@ -331,36 +352,30 @@ class Client:
         inline (x and y). Hyperparameters as a dict, a Hyperparameters, or keywords
         (epochs=200); the ones left out take the service's defaults."""
         body = _run_body(dataset_id, x, y, hyperparameters, hyperparameter, max_runtime_seconds, name)
-        key = str(uuid.uuid4())  # one per call, so that its retries are recognised as one request
-        return self._json(Job, "POST", "/v1/jobs", json=body, headers={"Idempotency-Key": key})
+        return self._create(JOBS, body)
 
     def get(self, job_id: str) -> Job:
         """The job: status, progress, error and its result's scalars (parameters, final loss)."""
-        return self._json(Job, "GET", _path("jobs", job_id))
+        return self._get(JOBS, job_id)
 
     def list_jobs(
         self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> Page[JobSummary]:
         """One page of the owner's jobs, newest first (only those in status, if given)."""
-        params = {"status": status, "limit": limit, "cursor": cursor}
-        return self._json(Page[JobSummary], "GET", "/v1/jobs", params=params)
+        return self._list(JOBS, status, limit, cursor)
 
     def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended (succeeded, failed or cancelled); WaitTimeout after timeout
         seconds (None: no limit). Each request asks the server to hold its answer until the job
         ends (Prefer: wait); a server that answers at once is asked again after a pause."""
-        return self._wait(Job, _path("jobs", job_id), timeout)
+        return self._wait(JOBS, job_id, timeout)
 
     def events(self, job_id: str) -> Iterator[JobProgressEvent | Job]:
         """The job's live events: JobProgressEvent for new loss-history entries, and the Job
         whenever its status changes; ends after the terminal status. The history so far comes
         first. A dropped connection is resumed where it stopped (Last-Event-ID): concatenated,
         the events' loss lists are the whole history, with no gap and no repeat."""
-        for kind, data in self._events(_path("jobs", job_id, "events"), resume=True):
-            if kind == "progress":
-                yield _parsed_json(JobProgressEvent, data)
-            else:
-                yield _parsed_json(Job, data)
+        return self._run_events(JOBS, job_id)
 
     def result(
         self, job_id: str, *, start: int | None = None, stop: int | None = None, max_points: int | None = None
@@ -377,14 +392,11 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a queued one never starts, a running one stops within a second and keeps
         its partial result. ApiError 409 if it had already ended."""
-        response = self._send("POST", _path("jobs", job_id, "cancel"), done_if_lost=409)
-        if response.status_code == 409:  # the try whose answer was lost cancelled it
-            return self.get(job_id)
-        return _parsed(Job, response)
+        return self._cancel(JOBS, job_id)
 
     def delete(self, job_id: str) -> None:
         """Delete an ended job with its result (and its dataset, if sent inline and unused)."""
-        self._send("DELETE", _path("jobs", job_id), done_if_lost=404)
+        self._delete(JOBS, job_id)
 
     # Sweeps.
 
@@ -410,30 +422,27 @@ class Client:
             body["random"] = dict(random)
         if objective is not None:
             body["objective"] = objective
-        key = str(uuid.uuid4())
-        return self._json(Sweep, "POST", "/v1/sweeps", json=body, headers={"Idempotency-Key": key})
+        return self._create(SWEEPS, body)
 
     def get_sweep(self, sweep_id: str) -> Sweep:
-        return self._json(Sweep, "GET", _path("sweeps", sweep_id))
+        """The sweep: status, trial counts, summed progress and the best trial so far."""
+        return self._get(SWEEPS, sweep_id)
 
     def list_sweeps(
         self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> Page[SweepSummary]:
-        params = {"status": status, "limit": limit, "cursor": cursor}
-        return self._json(Page[SweepSummary], "GET", "/v1/sweeps", params=params)
+        """One page of the owner's sweeps, newest first (only those in status, if given), without
+        their counts, progress or best trial (get_sweep has them)."""
+        return self._list(SWEEPS, status, limit, cursor)
 
     def wait_sweep(self, sweep_id: str, timeout: float | None = None) -> Sweep:
         """The sweep once it has ended; WaitTimeout after timeout seconds."""
-        return self._wait(Sweep, _path("sweeps", sweep_id), timeout)
+        return self._wait(SWEEPS, sweep_id, timeout)
 
     def sweep_events(self, sweep_id: str) -> Iterator[SweepProgressEvent | Sweep]:
         """The sweep's live events: SweepProgressEvent as trials and epochs advance, and the
         Sweep whenever its status changes; ends after the terminal status."""
-        for kind, data in self._events(_path("sweeps", sweep_id, "events"), resume=False):
-            if kind == "progress":
-                yield _parsed_json(SweepProgressEvent, data)
-            else:
-                yield _parsed_json(Sweep, data)
+        return self._run_events(SWEEPS, sweep_id)
 
     def trials(
         self,
@@ -475,17 +484,47 @@ class Client:
         return self._json(PredictOut, "POST", path, json={"x": _floats(x)}).y
 
     def cancel_sweep(self, sweep_id: str) -> Sweep:
-        response = self._send("POST", _path("sweeps", sweep_id, "cancel"), done_if_lost=409)
-        if response.status_code == 409:  # the try whose answer was lost cancelled it
-            return self.get_sweep(sweep_id)
-        return _parsed(Sweep, response)
+        """Cancel a sweep: its queued trials never start, its running ones stop within a second.
+        ApiError 409 if it had already ended."""
+        return self._cancel(SWEEPS, sweep_id)
 
     def delete_sweep(self, sweep_id: str) -> None:
-        self._send("DELETE", _path("sweeps", sweep_id), done_if_lost=404)
+        """Delete an ended sweep with its trials and their results."""
+        self._delete(SWEEPS, sweep_id)
 
-    # Waiting and events, for jobs and sweeps alike.
+    # Jobs and sweeps alike.
 
-    def _wait(self, model: type[Run], path: str, timeout: float | None) -> Run:
+    def _create(self, kind: _Kind[Run, Any, Any], body: dict[str, Any]) -> Run:
+        key = str(uuid.uuid4())  # one per call, so that its retries are recognised as one request
+        return self._json(kind.run, "POST", _path(kind.path), json=body, headers={"Idempotency-Key": key})
+
+    def _get(self, kind: _Kind[Run, Any, Any], run_id: str) -> Run:
+        return self._json(kind.run, "GET", _path(kind.path, run_id))
+
+    def _list(
+        self, kind: _Kind[Any, Summary, Any], status: str | None, limit: int | None, cursor: str | None
+    ) -> Page[Summary]:
+        params = {"status": status, "limit": limit, "cursor": cursor}
+        return self._json(kind.page, "GET", _path(kind.path), params=params)
+
+    def _cancel(self, kind: _Kind[Run, Any, Any], run_id: str) -> Run:
+        response = self._send("POST", _path(kind.path, run_id, "cancel"), done_if_lost=409)
+        if response.status_code == 409:  # the try whose answer was lost cancelled it
+            return self._get(kind, run_id)
+        return _parsed(kind.run, response)
+
+    def _delete(self, kind: _Kind[Any, Any, Any], run_id: str) -> None:
+        self._send("DELETE", _path(kind.path, run_id), done_if_lost=404)
+
+    def _run_events(self, kind: _Kind[Run, Any, Progress], run_id: str) -> Iterator[Progress | Run]:
+        for event, data in self._events(_path(kind.path, run_id, "events"), resume=kind.resume):
+            if event == "progress":
+                yield _parsed_json(kind.progress, data)
+            else:
+                yield _parsed_json(kind.run, data)
+
+    def _wait(self, kind: _Kind[Run, Any, Any], run_id: str, timeout: float | None) -> Run:
+        path = _path(kind.path, run_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.1
         while True:
@@ -494,7 +533,7 @@ class Client:
             headers = {"Prefer": f"wait={seconds}"} if seconds else None
             asked = time.monotonic()
             # The server may hold the answer `seconds`: the read must outlast that.
-            run = self._json(model, "GET", path, headers=headers, timeout=seconds + 30.0)
+            run = self._json(kind.run, "GET", path, headers=headers, timeout=seconds + 30.0)
             if run.status not in ACTIVE:
                 return run
             now = time.monotonic()
