@@ -87,6 +87,7 @@ app.command()(with_train_flags(remote.submit))
 app.add_typer(remote.jobs_app, name="jobs")
 app.add_typer(remote.sweeps_app, name="sweeps")
 app.add_typer(remote.datasets_app, name="datasets")
+app.add_typer(remote.webhooks_app, name="webhooks")
 
 if MISSING is None:
     app.command()(local.train)

@@ -43,6 +43,7 @@ from tinytrain.wire import (
     Job,
     JobProgressEvent,
     JobSummary,
+    ModelFormat,
     Page,
     PredictOut,
     Result,
@@ -52,6 +53,11 @@ from tinytrain.wire import (
     SweepSummary,
     Trial,
     TrialWithResult,
+    Webhook,
+    WebhookAttemptOut,
+    WebhookDeliveryOut,
+    WebhookEvent,
+    WebhookWithSecret,
 )
 
 __all__ = [
@@ -491,6 +497,51 @@ class Client:
     def delete_sweep(self, sweep_id: str) -> None:
         """Delete an ended sweep with its trials and their results."""
         self._delete(SWEEPS, sweep_id)
+
+    # Models.
+
+    def export(self, run_id: str, format: ModelFormat = "onnx", *, trial: int | None = None) -> bytes:
+        """A trained network as a file: `onnx`, `pt2` (for torch.export.load) or `json`. run_id
+        is a job's, or with trial a sweep's (that trial's network). ApiError 409 until it has a result."""
+        where = ("jobs", run_id) if trial is None else ("sweeps", run_id, "trials", trial)
+        return self._send("GET", _path(*where, "model"), params={"format": format}).content
+
+    # Webhooks.
+
+    def create_webhook(
+        self, url: str, events: Sequence[WebhookEvent], *, description: str | None = None
+    ) -> WebhookWithSecret:
+        """A new endpoint for these events; its signing secret is in this answer only."""
+        body = {"url": url, "events": list(events), "description": description}
+        return self._json(WebhookWithSecret, "POST", _path("webhooks"), json=body)
+
+    def list_webhooks(self) -> list[Webhook]:
+        return self._json(Page[Webhook], "GET", _path("webhooks")).items
+
+    def get_webhook(self, webhook_id: str) -> Webhook:
+        return self._json(Webhook, "GET", _path("webhooks", webhook_id))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        self._send("DELETE", _path("webhooks", webhook_id), done_if_lost=404)
+
+    def rotate_webhook_secret(self, webhook_id: str) -> WebhookWithSecret:
+        return self._json(WebhookWithSecret, "POST", _path("webhooks", webhook_id, "rotate-secret"))
+
+    def test_webhook(self, webhook_id: str) -> WebhookDeliveryOut:
+        """Send the endpoint a `ping` event."""
+        return self._json(WebhookDeliveryOut, "POST", _path("webhooks", webhook_id, "test"))
+
+    def webhook_deliveries(
+        self, webhook_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[WebhookAttemptOut]:
+        """Each try of each delivery to the endpoint, newest first."""
+        params = {"limit": limit, "cursor": cursor}
+        return self._json(Page[WebhookAttemptOut], "GET", _path("webhooks", webhook_id, "deliveries"), params=params)
+
+    def retry_webhook_delivery(self, webhook_id: str, delivery_id: str) -> WebhookDeliveryOut:
+        """Send a delivery again now, with its webhook-id."""
+        path = _path("webhooks", webhook_id, "deliveries", delivery_id, "retry")
+        return self._json(WebhookDeliveryOut, "POST", path)
 
     # Jobs and sweeps alike.
 

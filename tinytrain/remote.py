@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast, get_args
 
 import typer
 
@@ -39,7 +39,18 @@ from tinytrain.flags import (
     WaitOption,
     given_hyperparameters,
 )
-from tinytrain.wire import ACTIVE, Job, JobProgressEvent, JobSummary, Page, Status, Sweep, SweepSummary
+from tinytrain.wire import (
+    ACTIVE,
+    Job,
+    JobProgressEvent,
+    JobSummary,
+    ModelFormat,
+    Page,
+    Status,
+    Sweep,
+    SweepSummary,
+    WebhookEvent,
+)
 
 Run = TypeVar("Run", Job, Sweep)
 Summary = TypeVar("Summary", JobSummary, SweepSummary)
@@ -47,6 +58,10 @@ Summary = TypeVar("Summary", JobSummary, SweepSummary)
 jobs_app = typer.Typer(no_args_is_help=True, help="Jobs on a server: list, show, result, cancel, watch, delete.")
 sweeps_app = typer.Typer(no_args_is_help=True, help="Sweeps on a server: list, show, trials, cancel, watch, delete.")
 datasets_app = typer.Typer(no_args_is_help=True, help="Datasets stored on a server: list, show, delete.")
+EVENTS = list(get_args(WebhookEvent))
+webhooks_app = typer.Typer(
+    no_args_is_help=True, help="Webhook endpoints: create, list, test, deliveries, retry, rotate-secret, delete."
+)
 
 
 @contextmanager
@@ -288,6 +303,25 @@ def jobs_result(
     render.final_loss(result.final_loss, result.epochs_completed)
 
 
+@jobs_app.command("export")
+@on_server
+def jobs_export(
+    client: Client,
+    run_id: Id,
+    format: Annotated[str, typer.Option("--format", metavar="onnx|pt2|json")] = "onnx",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="The file to write.")] = None,
+    trial: Annotated[int | None, typer.Option(min=0, help="With a sweep's id: that trial's network.")] = None,
+) -> None:
+    """The trained network as a file: ONNX (onnxruntime and most runtimes), a torch.export
+    program, or JSON with the formula. Written to --output (default: ID.FORMAT, ID-TRIAL.FORMAT)."""
+    if format not in get_args(ModelFormat):
+        render.fail(f"--format {format}: one of {', '.join(get_args(ModelFormat))}")
+    content = client.export(run_id, cast(ModelFormat, format), trial=trial)
+    path = output or Path(f"{run_id}{'' if trial is None else f'-{trial}'}.{format}")
+    path.write_bytes(content)
+    typer.echo(f"wrote {path} ({len(content):,} bytes)")
+
+
 @jobs_app.command("watch")
 @on_server
 def jobs_watch(client: Client, job_id: Id, as_json: JsonOption = False) -> None:
@@ -387,3 +421,87 @@ def datasets_delete(client: Client, dataset_id: Id) -> None:
     """Delete a dataset (refused while a queued or running job uses it)."""
     client.delete_dataset(dataset_id)
     typer.echo(f"deleted {dataset_id}")
+
+
+# Webhooks.
+
+
+@webhooks_app.command("create")
+@on_server
+def webhooks_create(
+    client: Client,
+    url: Annotated[str, typer.Argument(help="Where to POST the events: an http(s) URL.", show_default=False)],
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            metavar="EVENT",
+            help="job.succeeded, ...: repeat it; default: all.",
+        ),
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What the endpoint is for.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A new endpoint; prints its signing secret, which is shown only now."""
+    unknown = [e for e in event or [] if e not in EVENTS]
+    if unknown:
+        render.fail(f"--event {unknown[0]}: one of {', '.join(EVENTS)}")
+    made = client.create_webhook(url, cast(list[WebhookEvent], event or EVENTS), description=description)
+    if as_json:
+        render.echo_json(made)
+        return
+    typer.echo(f"created {made.id} for {', '.join(made.events)}")
+    typer.echo(f"secret (shown only now): {made.secret}")
+
+
+@webhooks_app.command("list")
+@on_server
+def webhooks_list(client: Client, as_json: JsonOption = False) -> None:
+    """The key owner's endpoints, newest first."""
+    found = client.list_webhooks()
+    if as_json:
+        render.echo_json({"items": [w.model_dump(mode="json") for w in found]})
+        return
+    render.webhooks(found)
+
+
+@webhooks_app.command("deliveries")
+@on_server
+def webhooks_deliveries(
+    client: Client, webhook_id: Id, limit: Limit = 20, cursor: CursorOption = None, as_json: JsonOption = False
+) -> None:
+    """Each try of each delivery to the endpoint, newest first."""
+    render.page(client.webhook_deliveries(webhook_id, limit=limit, cursor=cursor), render.attempts, as_json)
+
+
+@webhooks_app.command("test")
+@on_server
+def webhooks_test(client: Client, webhook_id: Id) -> None:
+    """Send the endpoint a `ping` event."""
+    typer.echo(f"queued {client.test_webhook(webhook_id).id}")
+
+
+@webhooks_app.command("retry")
+@on_server
+def webhooks_retry(
+    client: Client,
+    webhook_id: Id,
+    delivery_id: Annotated[str, typer.Argument(help="The delivery's id (msg_...).", show_default=False)],
+) -> None:
+    """Send a delivery again now, with its webhook-id."""
+    typer.echo(f"queued {client.retry_webhook_delivery(webhook_id, delivery_id).id}")
+
+
+@webhooks_app.command("rotate-secret")
+@on_server
+def webhooks_rotate_secret(client: Client, webhook_id: Id) -> None:
+    """A new signing secret (shown only now); the old one signs nothing more."""
+    typer.echo(f"secret (shown only now): {client.rotate_webhook_secret(webhook_id).secret}")
+
+
+@webhooks_app.command("delete")
+@on_server
+def webhooks_delete(client: Client, webhook_id: Id) -> None:
+    """Delete the endpoint: nothing more is sent to it."""
+    client.delete_webhook(webhook_id)
+    typer.echo(f"deleted {webhook_id}")

@@ -12,7 +12,7 @@ import typer
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from tinytrain.wire import Dataset, Job, JobSummary, Page, Sweep, SweepSummary, TrialBase
+from tinytrain.wire import Dataset, Job, JobSummary, Page, Sweep, SweepSummary, TrialBase, Webhook, WebhookAttemptOut
 
 
 def fail(message: str) -> NoReturn:
@@ -146,6 +146,24 @@ def datasets(items: Sequence[Dataset]) -> None:
     typer.echo(f"{'id':<27}  {'points':>9}  {'created':<19}  name")
     for d in items:
         typer.echo(f"{d.id:<27}  {d.n_points:>9}  {_when(d.created_at)}  {d.name or ''}")
+
+
+def webhooks(items: Sequence[Webhook]) -> None:
+    typer.echo(f"{'id':<27}  {'enabled':<7}  {'url':<40}  events")
+    for w in items:
+        typer.echo(f"{w.id:<27}  {'yes' if w.enabled else 'no':<7}  {w.url:<40}  {','.join(w.events)}")
+        if w.disabled_reason:
+            typer.echo(f"  {w.disabled_reason}")
+
+
+def attempts(items: Sequence[WebhookAttemptOut]) -> None:
+    typer.echo(f"{'attempted':<19}  {'delivery':<28}  {'type':<16}  {'answer':<8}  {'seconds':>7}  error")
+    for a in items:
+        answer = str(a.http_status) if a.http_status is not None else "-"
+        line = (
+            f"{_when(a.attempted_at):<19}  {a.delivery_id:<28}  {a.type:<16}  {answer:<8}  {a.duration_seconds:>7.2f}"
+        )
+        typer.echo(f"{line}  {a.error or ''}")
 
 
 def leaderboard(names: Sequence[str], objective: str, trials: Sequence[TrialBase]) -> None:

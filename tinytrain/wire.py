@@ -289,6 +289,9 @@ class SweepProgressEvent(BaseModel):
     epochs: int
 
 
+ModelFormat = Literal["onnx", "pt2", "json"]  # GET .../model?format=
+
+
 WebhookEvent = Literal[
     "job.succeeded", "job.failed", "job.cancelled", "sweep.succeeded", "sweep.failed", "sweep.cancelled"
 ]

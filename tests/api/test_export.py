@@ -15,9 +15,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from tests.support.cli import run, tinytrain
 from tests.support.client import wait_for
 from tests.support.data import sine_points
-from tests.support.server import Server, server_env
+from tests.support.server import Server, clean_env, server_env
+from tinytrain.client import Client
 
 # float64: the same arithmetic up to the order of operations; float32: the model computes in float32.
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
@@ -181,3 +183,22 @@ def test_no_model_before_a_result_an_unknown_format_or_another_owner(server: Ser
     with server.client(server.new_key("export-stranger")) as stranger:
         for fmt in ("onnx", "pt2", "json"):
             assert stranger.get(f"/v1/jobs/{done}/model", params={"format": fmt}).status_code == 404
+
+
+def test_the_cli_and_the_client_take_the_model_away(server: Server, client: httpx.Client, tmp_path: Path) -> None:
+    job_id = trained(client, "float32")
+    env = {**clean_env(), "TINYTRAIN_URL": server.url, "TINYTRAIN_API_KEY": server.key}
+    said = tinytrain("jobs", "export", job_id, "--format", "onnx", "-o", "model.onnx", env=env, cwd=tmp_path)
+    assert "model.onnx" in said
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = probe("float32")
+    (y,) = session.run(None, {"x": x.reshape(-1, 1)})
+    assert_close(y[:, 0], predicted(client, f"/v1/jobs/{job_id}", x), "float32")
+    tinytrain("jobs", "export", job_id, "--format", "json", env=env, cwd=tmp_path)
+    assert json.loads((tmp_path / f"{job_id}.json").read_text())["dtype"] == "float32"
+    bad = run("jobs", "export", job_id, "--format", "keras", env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+
+    with Client(server.url, server.key) as tt:
+        assert tt.export(job_id, "pt2")[:2] == b"PK"  # a torch.export archive is a zip
+        assert json.loads(tt.export(job_id, "json"))["parameters"] == tt.result(job_id).parameters.model_dump()

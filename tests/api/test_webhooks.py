@@ -16,11 +16,12 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.support.cli import run, tinytrain
 from tests.support.client import wait_for
 from tests.support.data import sine_points
 from tests.support.databases import fresh_database
 from tests.support.ports import free_port
-from tests.support.server import Server, server_env
+from tests.support.server import Server, clean_env, server_env
 
 SMALL = {"dataset": sine_points(30, seed=1), "hyperparameters": {"epochs": 20, "seed": 2}}
 LONG = {
@@ -317,3 +318,24 @@ def test_an_event_survives_a_receiver_down_and_serve_killed(tmp_path: Path) -> N
     finally:
         started.stop()
         receiver.stop()
+
+
+def test_the_cli_creates_lists_shows_deliveries_and_deletes(server: Server, receiver: Receiver, tmp_path: Path) -> None:
+    env = {**clean_env(), "TINYTRAIN_URL": server.url, "TINYTRAIN_API_KEY": server.key}
+    made = json.loads(
+        tinytrain("webhooks", "create", receiver.url, "--event", "job.failed", "--json", env=env, cwd=tmp_path)
+    )
+    assert made["events"] == ["job.failed"] and made["secret"].startswith("whsec_")
+    assert made["id"] in tinytrain("webhooks", "list", env=env, cwd=tmp_path)
+    tinytrain("webhooks", "test", made["id"], env=env, cwd=tmp_path)
+    receiver.wait(1)
+    assert receiver.events(made["secret"])[0][1]["type"] == "ping"
+    deadline = time.monotonic() + 10
+    while "ping" not in (log := tinytrain("webhooks", "deliveries", made["id"], env=env, cwd=tmp_path)):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert " 200 " in log
+    assert run("webhooks", "create", receiver.url, "--event", "job.started", env=env, cwd=tmp_path).returncode == 2
+    tinytrain("webhooks", "delete", made["id"], env=env, cwd=tmp_path)
+    gone = run("webhooks", "deliveries", made["id"], env=env, cwd=tmp_path)
+    assert gone.returncode == 2 and "not found" in gone.stderr
