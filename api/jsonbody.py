@@ -25,12 +25,6 @@ from jobs.settings import get_settings
 INLINE_BYTES = 1024 * 1024
 
 
-def small_body(request: Request) -> bool:
-    """Whether the request's body is small enough that its JSON parses on the event loop."""
-    length = request.headers.get("content-length", "")
-    return length.isdigit() and int(length) <= INLINE_BYTES
-
-
 def parse_json(raw: bytes) -> Any:
     """The JSON value of raw; 400 if it is not JSON (or nests too deep, or has a huge integer).
 

@@ -4,10 +4,8 @@ import fcntl
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -89,26 +87,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-class WriterBusy(Exception):
-    """Another transaction held SQLite's writer lock for longer than this one may wait (waiting_at_most)."""
-
-
-# The seconds a transaction's first write may wait for the writer lock; None: as long as it takes.
-_PATIENCE: ContextVar[float | None] = ContextVar("tinytrain_patience", default=None)
-
-
-@contextmanager
-def waiting_at_most(seconds: float) -> Iterator[None]:
-    """Within: the first SQLite transaction's first write raises WriterBusy when the writer lock
-    stays held for seconds (for serve's event loop, which must not wait out another process's
-    long write); any later one waits for it."""
-    token = _PATIENCE.set(seconds)
-    try:
-        yield
-    finally:
-        _PATIENCE.reset(token)
-
-
 class _SQLiteConnection(sqlite3.Connection):
     """A SQLite connection whose transactions take the database's writer lock, a file lock
     beside it, before their first write, and let it go when they end.
@@ -127,27 +105,8 @@ class _SQLiteConnection(sqlite3.Connection):
     def writes(self) -> None:
         """This transaction is about to write: wait for the writer lock (held until it ends)."""
         if self._writer_lock is not None and not self._writing:
-            patience = _PATIENCE.get()
-            if patience is None:
-                fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-            else:
-                self._try_lock(time.monotonic() + patience)
-                # Once: a later transaction may follow a commit, which a WriterBusy's rerun
-                # would repeat. It waits as any other.
-                _PATIENCE.set(None)
+            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
             self._writing = True
-
-    def _try_lock(self, deadline: float) -> None:
-        # flock() has no timeout: try, and sleep a little between tries (the holders that
-        # matter here, a training process's claim or finish, hold it for a few hundred us).
-        while True:
-            try:
-                fcntl.flock(self._writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WriterBusy from None
-                time.sleep(0.0001)
 
     def _done(self) -> None:
         if self._writing:

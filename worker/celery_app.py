@@ -73,8 +73,6 @@ def make_app(settings: Settings) -> Celery:
 class CeleryExecutor:
     """Sends "run X" (a job or a sweep's chunk) to the queue of its device."""
 
-    dispatch_waits = True  # on Redis
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = make_app(settings)

@@ -172,8 +172,8 @@ def test_healthz_and_readyz(make_server: Callable[..., Server]) -> None:
 def test_a_submit_waits_out_a_held_writer_lock_in_a_thread_while_other_requests_answer(
     make_server: Callable[..., Server],
 ) -> None:
-    """A tiny job is submitted on serve's event loop, but not while another process's write holds
-    SQLite's writer lock for long: then it waits in a thread, and the loop goes on answering."""
+    """A submit waits for SQLite's writer lock in a thread: while another process's write holds
+    it, the event loop goes on answering."""
     server = make_server()
     tiny = {"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}
     with server.client() as c, ThreadPoolExecutor(1) as pool:
