@@ -1,9 +1,6 @@
 """Database engine, sessions and the tables' metadata (SQLite by default, PostgreSQL in compose)."""
 
-import fcntl
 import json
-import re
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -87,68 +84,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-class _SQLiteConnection(sqlite3.Connection):
-    """A SQLite connection whose transactions take the database's writer lock, a file lock
-    beside it, before their first write, and let it go when they end.
-
-    SQLite admits one writer at a time and has the others poll: its busy handler sleeps 1, 2,
-    5, ... up to 100 ms between tries. With serve and its pool processes all writing, they
-    slept while the lock stood free (16 clients of tiny jobs: 26 s of such sleep in 15 s).
-    A writer waiting in flock() is woken the moment the lock is let go; SQLite's own lock is
-    then free, and its busy timeout stays as the fallback for writers from outside."""
-
-    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(database, *args, **kwargs)
-        self._writer_lock = None if database in ("", ":memory:") else open(f"{database}-writer", "ab")
-        self._writing = False
-
-    def writes(self) -> None:
-        """This transaction is about to write: wait for the writer lock (held until it ends)."""
-        if self._writer_lock is not None and not self._writing:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-            self._writing = True
-
-    def _done(self) -> None:
-        if self._writing:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)  # type: ignore[arg-type]
-            self._writing = False
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self._done()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._done()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._done()
-            if self._writer_lock is not None:
-                self._writer_lock.close()
-
-
-_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
-
-
 def make_engine(url: str) -> Engine:
-    """An engine for url; SQLite gets WAL, a writer lock and a busy timeout, so api and workers
-    can share the file."""
+    """An engine for url; SQLite gets WAL and a busy timeout, so api and workers can share the file."""
     if url.startswith("sqlite"):
         # Pooled, not opened per request: a new SQLite connection costs a WAL lock.
-        args = {"check_same_thread": False, "timeout": 30, "factory": _SQLiteConnection}
+        args = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, connect_args=args, pool_size=16, max_overflow=16, json_serializer=_json)
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def _take_writer_lock(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            if _WRITE.match(statement):
-                cursor.connection.writes()
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:

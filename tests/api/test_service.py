@@ -1,11 +1,12 @@
 """The service end to end, against a real `tinytrain serve` process over HTTP."""
 
-import fcntl
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -178,8 +179,8 @@ def test_a_submit_waits_out_a_held_writer_lock_in_a_thread_while_other_requests_
     tiny = {"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}
     with server.client() as c, ThreadPoolExecutor(1) as pool:
         first = c.post("/v1/jobs", json=tiny, headers={"Prefer": "wait=30"}).json()
-        with open(server.workdir / "tinytrain.db-writer", "ab") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # as a long write would
+        with closing(sqlite3.connect(server.workdir / "tinytrain.db", isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # SQLite's writer lock, as a long write holds it
             started = time.monotonic()
             submitting = pool.submit(c.post, "/v1/jobs", json=tiny, headers={"Prefer": "wait=30"})
             time.sleep(0.2)
