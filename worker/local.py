@@ -2,8 +2,8 @@
 
 Each process runs one run at a time. Serve hands a run to an idle process over that process's
 pipe (runs wait in order while none is idle) and reads the answers on its event loop, so the
-executor keeps no thread in serve: a ProcessPoolExecutor's manager and feeder threads took about
-a twelfth of serve's CPU on tiny jobs, contending with the event loop for the GIL.
+executor keeps no thread in serve: a ProcessPoolExecutor's manager and feeder threads would
+contend with the event loop for the GIL.
 """
 
 import asyncio

@@ -219,7 +219,7 @@ def _succeeded(job: tables.Job) -> dict[str, Any]:
 # others wait on the loop, not in a request thread; and it encodes in short pieces.
 _BIG_RESULTS = anyio.CapacityLimiter(1)
 _BIG = 100_000  # history entries from which a result waits its turn (2 MB of JSON)
-_PIECE = 8192  # history entries per encoder call: well under a millisecond with the GIL held
+_PIECE = 8192  # history entries per encoder call, each a short hold of the GIL
 
 
 def _json_array(values: npt.NDArray[Any] | None) -> Iterator[bytes]:
