@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from api.ratelimit import AuthFailures, RateLimit, client_address
 from api.schemas import ID_PATTERNS
 from jobs import keys, reads
-from jobs.db import WriterBusy, get_engine, new_session, waiting_at_most
+from jobs.db import get_engine, new_session
 from jobs.errors import NotFound
 from jobs.tables import Dataset, Job, Sweep
 from worker.executor import Executor
@@ -44,30 +44,6 @@ async def short_read(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
     if get_engine().dialect.name == "sqlite":
         return fn(*args, **kwargs)
     return await run_in_threadpool(fn, *args, **kwargs)
-
-
-# How long a write on the event loop may wait for SQLite's writer lock: a few of a training
-# process's claims or finishes, held a few hundred us each.
-LOOP_PATIENCE = 0.002
-
-
-async def short_write(session: Session, fn: Callable[[], T]) -> T:
-    """fn(), a short write transaction in session: on SQLite on the event loop, unless another
-    transaction holds the writer lock for longer than LOOP_PATIENCE; else in a worker thread.
-
-    A tiny job's submit is about half of serve's work for it, and in a worker thread the GIL
-    passing to and fro cost 16 clients a fifth of their jobs a second. On the loop it must not
-    wait long: a lock held by a long write (a big result's history) would hold up every request,
-    so fn's first write then gives up (WriterBusy) and fn runs again from the start in a thread,
-    where it waits its turn. So fn writes and sends nothing before its first statement that writes;
-    a second transaction, after fn's first committed, waits for the lock as anywhere else."""
-    if get_engine().dialect.name == "sqlite":
-        try:
-            with waiting_at_most(LOOP_PATIENCE):
-                return fn()
-        except WriterBusy:
-            session.rollback()
-    return await run_in_threadpool(fn)
 
 
 async def get_session() -> AsyncIterator[Session]:

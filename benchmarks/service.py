@@ -1,6 +1,7 @@
 """Service benchmark: tiny-job latency and throughput, and job reads beside a bare FastAPI endpoint.
 
     python -m benchmarks.service [--jobs N] [--serve-processes N] [--baseline DIR]
+    python -m benchmarks.service --baseline-tree DIR [--rounds N] [--jobs N] [--measure jobs reads big-result]
 
 Starts real processes on loopback: `tinytrain serve` with the local executor, then with Celery
 (a redis-server of its own and 1, then 2 `tinytrain worker` processes with their defaults), and
@@ -12,11 +13,18 @@ is taken from the service it measures.
 --baseline DIR runs, first, a serve of an earlier tinytrain's source tree (say
 `git worktree add /tmp/before <commit>`) beside this one: the earlier one polled, this one
 waited on, in turns (the earlier code must run with this checkout's installed packages).
+
+--baseline-tree DIR serves the same load from DIR's tree and this one, in turns, and only that,
+the order of the two swapped each round, with their medians and ranges: tiny jobs (`--measure
+jobs`: Prefer: wait, 1 client, then 16), job reads (`reads`), and /healthz's latency while ten
+clients read the largest result a job can have (`big-result`, tests/api/test_big_results.py's
+load). On a shared machine only such interleaved rounds compare two builds.
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -24,15 +32,19 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import aiohttp
 import httpx
 import numpy as np
 
+from tests.api.test_big_results import MAX_EPOCHS, healthz_latencies, read_in_a_loop
 from tests.support.celery import Stack
 from tests.support.cli import BIN
-from tests.support.data import tiny_job
+from tests.support.data import SMALL_JOB, tiny_job
 from tests.support.keys import bearer
 from tests.support.ports import free_port
 from tests.support.server import Server, server_env, wait_ready
@@ -219,6 +231,107 @@ def against_baseline(baseline: Server, ours: Server, n_jobs: int, rounds: int = 
         print(f"| local | {how} (median of {rounds} turns each) | {figure} |", flush=True)
 
 
+def tree_server(tree: Path | None, serve_args: tuple[str, ...]) -> Server:
+    """A serve (not started) of tree's source (None: this checkout's) on a SQLite file of its own."""
+    work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
+    env = server_env(work, rate_limit=RATE_LIMIT, max_epochs=str(MAX_EPOCHS))
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)  # its packages before this checkout's
+    return Server(work, env, args=serve_args)
+
+
+Measure = Callable[[Server], dict[str, float]]
+
+
+def _in_turns(servers: dict[str, Server], rounds: int, measures: list[Measure]) -> None:
+    """Each measure on each server in turn, the order swapped each round, so that the two runs
+    of a measure are seconds apart: a table row per figure with each server's median and range,
+    and the median (and range) of the rounds' ratios of the last server's to the first's."""
+    names = list(servers)
+    taken: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in names}
+    for i in range(rounds):
+        for measure in measures:
+            for name in names if i % 2 == 0 else names[::-1]:
+                for figure, value in measure(servers[name]).items():
+                    taken[name][figure].append(value)
+
+    def spread(values: list[float]) -> str:
+        return f"{statistics.median(values):.3g} ({min(values):.3g} to {max(values):.3g})"
+
+    for figure in taken[names[0]]:
+        cells = [spread(taken[name][figure]) for name in names]
+        ratios = [b / a for a, b in zip(taken[names[0]][figure], taken[names[-1]][figure], strict=True)]
+        print(f"| {figure} | {' | '.join(cells)} | {spread(ratios)} |", flush=True)
+
+
+def side_by_side(servers: dict[str, Server], n_jobs: int, rounds: int, measured: list[str]) -> None:
+    """Tiny jobs by Prefer: wait (30 with 1 client, n_jobs with 16: "jobs") and 2 s of job reads
+    ("reads"), with serve's CPU (its pool's included) a job and a read, on each server in turns."""
+    job_ids = {}
+    for server in servers.values():
+        asyncio.run(latency(server.url, server.key, 10, None))  # warm-up
+        job_ids[server.url] = httpx.get(f"{server.url}/v1/jobs", headers=bearer(server.key)).json()["items"][0]["id"]
+
+    def service(server: Server) -> list[int]:
+        assert server.process is not None
+        return [server.process.pid]
+
+    def alone(server: Server) -> dict[str, float]:
+        seconds = asyncio.run(latency(server.url, server.key, 30, None))
+        return {"tiny job, 1 client, p50 ms": statistics.median(seconds) * 1e3}
+
+    def sixteen(server: Server) -> dict[str, float]:
+        before = cpu_seconds(service(server))
+        rate, seconds = asyncio.run(throughput(server.url, server.key, n_jobs, 16, None))
+        return {
+            "tiny jobs, 16 clients, jobs/s": rate,
+            "tiny jobs, 16 clients, p50 ms": statistics.median(seconds) * 1e3,
+            "tiny jobs, 16 clients, serve's CPU ms a job": (cpu_seconds(service(server)) - before) / n_jobs * 1e3,
+        }
+
+    def job_reads(server: Server) -> dict[str, float]:
+        before = cpu_seconds(service(server))
+        rate = read_rate(f"{server.url}/v1/jobs/{job_ids[server.url]}", server.key, seconds=2)
+        return {
+            "GET /v1/jobs/{id}, 16 connections, req/s": rate,
+            "GET /v1/jobs/{id}, serve's CPU us a read": (cpu_seconds(service(server)) - before) / (rate * 2) * 1e6,
+        }
+
+    measures = {"jobs": [alone, sixteen], "reads": [job_reads]}
+    _in_turns(servers, rounds, [m for name in measured for m in measures[name]])
+
+
+def big_result_side_by_side(servers: dict[str, Server], rounds: int, seconds: float = 5) -> None:
+    """/healthz (one request every 10 ms) while ten clients read a job of MAX_EPOCHS epochs and
+    its whole result for `seconds`, on each server in turns."""
+    job_ids = {}
+    for server in servers.values():
+        with server.client() as c:
+            body = {**SMALL_JOB, "hyperparameters": {"batch_size": 4, "epochs": MAX_EPOCHS}}
+            job = c.post("/v1/jobs", json=body, headers={"Prefer": "wait=60"}).json()
+            while job["status"] != "succeeded":
+                assert job["status"] in ("queued", "running"), job
+                job = c.get(f"/v1/jobs/{job['id']}", headers={"Prefer": "wait=60"}).json()
+            job_ids[server.url] = job["id"]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        pool.submit(int).result()  # the process is up before any clock starts
+
+        def readers_and_healthz(server: Server) -> dict[str, float]:
+            until = time.monotonic() + seconds
+            readers = pool.submit(read_in_a_loop, server.port, server.key, job_ids[server.url], until)
+            latencies = sorted(healthz_latencies(server.port, lambda: not readers.done()))
+            reads = readers.result()["reads"][f"/v1/jobs/{job_ids[server.url]}/result"]
+            return {
+                "/healthz beside 10 big-result readers, p50 ms": statistics.median(latencies) * 1e3,
+                "/healthz beside 10 big-result readers, p99 ms": latencies[int(len(latencies) * 0.99)] * 1e3,
+                "/healthz beside 10 big-result readers, max ms": latencies[-1] * 1e3,
+                "whole results read a second (5 clients)": reads / seconds,
+            }
+
+        _in_turns(servers, rounds, [readers_and_healthz])
+
+
 def waiting_threads(server: Server, clients: int = 100) -> tuple[int, int]:
     """serve's threads before and while `clients` requests wait (Prefer: wait) on a long job."""
     assert server.process is not None
@@ -255,19 +368,34 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=300, help="jobs in each throughput run")
     parser.add_argument("--serve-processes", type=int, default=1, help="tinytrain serve --processes")
     parser.add_argument("--baseline", type=Path, help="an earlier tinytrain's source tree to poll beside this one")
+    parser.add_argument("--baseline-tree", type=Path, help="a source tree to serve the same load beside this one")
+    parser.add_argument("--rounds", type=int, default=8, help="turns of each server with --baseline-tree")
+    parser.add_argument(
+        "--measure", nargs="+", choices=["jobs", "reads", "big-result"], default=["jobs", "reads"], help="compared"
+    )
     args = parser.parse_args()
+    serve_args = ("--processes", str(args.serve_processes))
+    if args.baseline_tree is not None:
+        tree = args.baseline_tree.resolve()
+        print(f"# {tree} vs {Path(__file__).parents[1]} ({os.cpu_count()} cores, loopback, SQLite)\n")
+        print(f"| measure | {tree.name} | this tree | ratio, this tree's to {tree.name}'s |\n|---|---|---|---|")
+        pair = {"baseline": tree_server(tree, serve_args), "ours": tree_server(None, serve_args)}
+        try:
+            for server in pair.values():
+                server.start(within=600)  # a loaded machine takes minutes to warm up a pool
+            if "big-result" in args.measure:
+                big_result_side_by_side(pair, args.rounds)
+            if {"jobs", "reads"} & set(args.measure):
+                side_by_side(pair, args.jobs, args.rounds, [m for m in args.measure if m != "big-result"])
+        finally:
+            for server in pair.values():
+                server.stop()
+        return
     print(f"# tinytrain service benchmark ({os.cpu_count()} cores, loopback, SQLite)\n")
     print("| executor | measure | figure |\n|---|---|---|")
-    serve_args = ("--processes", str(args.serve_processes))
 
     if args.baseline is not None:
-        servers = []
-        for tree in (args.baseline.resolve(), None):
-            work = Path(tempfile.mkdtemp(prefix="tinytrain-bench-"))
-            env = server_env(work, rate_limit=RATE_LIMIT)
-            if tree is not None:
-                env["PYTHONPATH"] = str(tree)  # its packages before this checkout's
-            servers.append(Server(work, env, args=serve_args))
+        servers = [tree_server(tree, serve_args) for tree in (args.baseline.resolve(), None)]
         try:
             for server in servers:
                 server.start()

@@ -1,13 +1,8 @@
 """Database engine, sessions and the tables' metadata (SQLite by default, PostgreSQL in compose)."""
 
-import fcntl
 import json
-import re
-import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -89,107 +84,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False)
 
 
-class WriterBusy(Exception):
-    """Another transaction held SQLite's writer lock for longer than this one may wait (waiting_at_most)."""
-
-
-# The seconds a transaction's first write may wait for the writer lock; None: as long as it takes.
-_PATIENCE: ContextVar[float | None] = ContextVar("tinytrain_patience", default=None)
-
-
-@contextmanager
-def waiting_at_most(seconds: float) -> Iterator[None]:
-    """Within: the first SQLite transaction's first write raises WriterBusy when the writer lock
-    stays held for seconds (for serve's event loop, which must not wait out another process's
-    long write); any later one waits for it."""
-    token = _PATIENCE.set(seconds)
-    try:
-        yield
-    finally:
-        _PATIENCE.reset(token)
-
-
-class _SQLiteConnection(sqlite3.Connection):
-    """A SQLite connection whose transactions take the database's writer lock, a file lock
-    beside it, before their first write, and let it go when they end.
-
-    SQLite admits one writer at a time and has the others poll: its busy handler sleeps 1, 2,
-    5, ... up to 100 ms between tries. With serve and its pool processes all writing, they
-    slept while the lock stood free (16 clients of tiny jobs: 26 s of such sleep in 15 s).
-    A writer waiting in flock() is woken the moment the lock is let go; SQLite's own lock is
-    then free, and its busy timeout stays as the fallback for writers from outside."""
-
-    def __init__(self, database: str, *args: Any, **kwargs: Any) -> None:
-        super().__init__(database, *args, **kwargs)
-        self._writer_lock = None if database in ("", ":memory:") else open(f"{database}-writer", "ab")
-        self._writing = False
-
-    def writes(self) -> None:
-        """This transaction is about to write: wait for the writer lock (held until it ends)."""
-        if self._writer_lock is not None and not self._writing:
-            patience = _PATIENCE.get()
-            if patience is None:
-                fcntl.flock(self._writer_lock, fcntl.LOCK_EX)
-            else:
-                self._try_lock(time.monotonic() + patience)
-                # Once: a later transaction may follow a commit, which a WriterBusy's rerun
-                # would repeat. It waits as any other.
-                _PATIENCE.set(None)
-            self._writing = True
-
-    def _try_lock(self, deadline: float) -> None:
-        # flock() has no timeout: try, and sleep a little between tries (the holders that
-        # matter here, a training process's claim or finish, hold it for a few hundred us).
-        while True:
-            try:
-                fcntl.flock(self._writer_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # type: ignore[arg-type]
-                return
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise WriterBusy from None
-                time.sleep(0.0001)
-
-    def _done(self) -> None:
-        if self._writing:
-            fcntl.flock(self._writer_lock, fcntl.LOCK_UN)  # type: ignore[arg-type]
-            self._writing = False
-
-    def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self._done()
-
-    def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._done()
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._done()
-            if self._writer_lock is not None:
-                self._writer_lock.close()
-
-
-_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
-
-
 def make_engine(url: str) -> Engine:
-    """An engine for url; SQLite gets WAL, a writer lock and a busy timeout, so api and workers
-    can share the file."""
+    """An engine for url; SQLite gets WAL and a busy timeout, so api and workers can share the file."""
     if url.startswith("sqlite"):
         # Pooled, not opened per request: a new SQLite connection costs a WAL lock.
-        args = {"check_same_thread": False, "timeout": 30, "factory": _SQLiteConnection}
+        args = {"check_same_thread": False, "timeout": 30}
         engine = create_engine(url, connect_args=args, pool_size=16, max_overflow=16, json_serializer=_json)
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def _take_writer_lock(_conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            if _WRITE.match(statement):
-                cursor.connection.writes()
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(conn: Any, _record: Any) -> None:

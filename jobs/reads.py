@@ -2,9 +2,8 @@
 
 SQLAlchemy compiles each statement once per dialect and its types convert every value, but
 the statement runs on a pooled DBAPI connection directly: the execution layer costs more than
-the query itself (a job read serves 2,800 instead of 2,100 requests per second,
-benchmarks/service.py). A row comes back as an instance of its table's class, not attached to
-any session, so callers are typed as with the ORM.
+the query itself (docs/benchmarks.md has the figure). A row comes back as an instance of its
+table's class, not attached to any session, so callers are typed as with the ORM.
 """
 
 import functools

@@ -15,8 +15,6 @@ from worker.executor import OnEnd
 class CeleryExecutor:
     """Sends "run X" (a job or a sweep's chunk) to the queue of its device."""
 
-    dispatch_waits = True  # on Redis
-
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.app = make_app(settings)

@@ -10,10 +10,6 @@ OnEnd = Callable[[str, dict[str, Any] | None], None]
 
 
 class Executor(Protocol):
-    # Whether dispatch may wait on something outside this process (Celery: Redis); one that
-    # cannot lets a submit run on serve's event loop.
-    dispatch_waits: bool
-
     def has_cuda(self) -> bool:
         """Whether a worker can take device=cuda runs now."""
 

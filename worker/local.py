@@ -60,8 +60,6 @@ class _Process:
 class LocalExecutor:
     """Runs worker.run.run(run_id) in `processes` warmed-up processes."""
 
-    dispatch_waits = False  # a run id written to an idle process's pipe, or queued here
-
     def __init__(self, processes: int) -> None:
         self.processes = processes
         self._lock = Lock()  # dispatch comes from request threads and the reaper

@@ -4,7 +4,6 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -26,10 +25,9 @@ from api.deps import (
     SessionDep,
     check_id,
     short_read,
-    short_write,
 )
 from api.errors import error, invalid
-from api.jsonbody import JSONRoute, small_body
+from api.jsonbody import JSONRoute
 from api.live import prefer_wait, until_ended, wait_deadline
 from api.pages import Cursor, Limit, owned_page
 from jobs import admission, lifecycle, reads, results, storage, summaries, tables
@@ -157,11 +155,7 @@ async def submit_job(
     after N seconds (202), whichever is first."""
     seconds = prefer_wait(prefer)
     deadline = wait_deadline(seconds or 0)  # counted from the request's arrival, submitting included
-    submit = partial(submission.submit, body)
-    # A body small enough to parse on the loop submits in a few ms at most: on the loop too, unless
-    # its dispatch may wait (Celery, on Redis).
-    inline = small_body(request) and not submission.executor.dispatch_waits
-    job = await (short_write(submission.session, submit) if inline else run_in_threadpool(submit))
+    job = await run_in_threadpool(submission.submit, body)
     assert isinstance(job, tables.Job)
     job = await _waited(request, submission.response, job, seconds, deadline)
     if job.status not in ACTIVE:
@@ -206,7 +200,7 @@ def _succeeded(job: tables.Job) -> dict[str, Any]:
 # others wait on the loop, not in a request thread; and it encodes in short pieces.
 _BIG_RESULTS = anyio.CapacityLimiter(1)
 _BIG = 100_000  # history entries from which a result waits its turn (2 MB of JSON)
-_PIECE = 8192  # history entries per encoder call: well under a millisecond with the GIL held
+_PIECE = 8192  # history entries per encoder call, each a short hold of the GIL
 
 
 def _json_array(values: npt.NDArray[Any] | None) -> Iterator[bytes]:

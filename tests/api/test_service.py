@@ -1,11 +1,12 @@
 """The service end to end, against a real `tinytrain serve` process over HTTP."""
 
-import fcntl
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -172,14 +173,14 @@ def test_healthz_and_readyz(make_server: Callable[..., Server]) -> None:
 def test_a_submit_waits_out_a_held_writer_lock_in_a_thread_while_other_requests_answer(
     make_server: Callable[..., Server],
 ) -> None:
-    """A tiny job is submitted on serve's event loop, but not while another process's write holds
-    SQLite's writer lock for long: then it waits in a thread, and the loop goes on answering."""
+    """A submit waits for SQLite's writer lock in a thread: while another process's write holds
+    it, the event loop goes on answering."""
     server = make_server()
     tiny = {"dataset": sine_points(50), "hyperparameters": {"epochs": 3}}
     with server.client() as c, ThreadPoolExecutor(1) as pool:
         first = c.post("/v1/jobs", json=tiny, headers={"Prefer": "wait=30"}).json()
-        with open(server.workdir / "tinytrain.db-writer", "ab") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # as a long write would
+        with closing(sqlite3.connect(server.workdir / "tinytrain.db", isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # SQLite's writer lock, as a long write holds it
             started = time.monotonic()
             submitting = pool.submit(c.post, "/v1/jobs", json=tiny, headers={"Prefer": "wait=30"})
             time.sleep(0.2)

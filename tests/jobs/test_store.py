@@ -1,11 +1,8 @@
 """The job store and lifecycle on both databases: every transition is one conditional UPDATE."""
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -274,32 +271,3 @@ def test_nothing_non_finite_is_ever_written_to_a_json_column(session_factory: Ca
             with pytest.raises((StatementError, ValueError), match="Out of range float values are not JSON compliant"):
                 s.execute(update(Job).where(Job.id == job.id).values(result={"final_loss": bad}))
             s.rollback()
-
-
-def test_a_write_that_may_wait_briefly_gives_up_on_a_writer_lock_held_longer(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    holder, waiter = Session(engine), Session(engine)
-    job, dataset = pending()
-    holder.execute(update(Job).values(name="x"))  # a write transaction: it holds the writer lock
-    started = time.monotonic()
-    with db.waiting_at_most(0.05), pytest.raises(db.WriterBusy):
-        lifecycle.submit(session=waiter, row=job, extra=[dataset], max_active=10)
-    assert 0.05 <= time.monotonic() - started < 1
-    waiter.rollback()
-    # A lock let go within the patience is taken; a transaction after that one committed waits
-    # as long as it takes (a rerun after a WriterBusy would repeat the first).
-    threading.Timer(0.05, holder.commit).start()
-    with db.waiting_at_most(0.5):
-        assert lifecycle.submit(session=waiter, row=job, extra=[dataset], max_active=10) == (job, True)
-        holder.execute(update(Job).values(name="y"))
-        threading.Timer(1, holder.commit).start()
-        started = time.monotonic()
-        second, its_dataset = pending()
-        assert lifecycle.submit(session=waiter, row=second, extra=[its_dataset], max_active=10) == (second, True)
-        assert time.monotonic() - started >= 0.9
-    assert waiter.scalar(select(func.count()).select_from(Job)) == 2
-    holder.close()
-    waiter.close()
-    engine.dispose()

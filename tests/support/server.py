@@ -36,9 +36,11 @@ def server_env(workdir: Path, **settings: str | None) -> dict[str, str]:
     return env
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
-    """Wait up to two minutes for url to answer 200; the process serving it must not exit meanwhile."""
-    deadline = time.monotonic() + 120
+def wait_ready(
+    url: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None, seconds: float = 120
+) -> None:
+    """Wait up to seconds for url to answer 200; the process serving it must not exit meanwhile."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         assert process is None or process.poll() is None, log.read_text() if log else url
         try:
@@ -72,8 +74,8 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready: str = "/readyz") -> None:
-        """Start it and wait until ready (a path) answers 200."""
+    def start(self, ready: str = "/readyz", within: float = 120) -> None:
+        """Start it and wait up to within seconds until ready (a path) answers 200."""
         log = self.workdir / f"serve-{time.monotonic_ns()}.log"
         with open(log, "w") as out:
             command = [str(BIN / "tinytrain"), "serve", "--port", str(self.port), *self.args]
@@ -81,7 +83,7 @@ class Server:
                 command, env=self.env, cwd=self.workdir, stdout=out, stderr=subprocess.STDOUT
             )
         try:
-            wait_ready(f"{self.url}{ready}", self.process, log)
+            wait_ready(f"{self.url}{ready}", self.process, log, within)
         except BaseException:
             self.stop(kill=True)  # a serve that never got ready is not left running
             raise
