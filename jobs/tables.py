@@ -96,6 +96,9 @@ class Job(Requested, Leased, Base):
 
     last_loss: Mapped[float | None] = mapped_column(Float)
     result: Mapped[dict[str, Any] | None] = deferred(mapped_column(JSON))
+    # The seven parameters after epochs_completed epochs, written with it by each beat and the
+    # finish: what the job's progress events carry while it trains.
+    last_parameters: Mapped[dict[str, float] | None] = mapped_column(JSON)
 
 
 class Sweep(Requested, Base):

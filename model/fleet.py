@@ -189,6 +189,10 @@ class Fleet:
     def epochs_completed(self) -> npt.NDArray[np.int64]:
         return self.state[:, kernels.EPOCH].astype(np.int64)
 
+    def parameters(self, k: int) -> dict[str, float]:
+        """Trial k's parameters as they stand, by name."""
+        return dict(zip(PARAMETER_NAMES, self.theta[k].tolist(), strict=True))
+
     def result(self, k: int, *, seconds: float, device: str, stopped: bool) -> TrainResult:
         """Trial k's result as it stands (partial while it runs)."""
         epochs = int(self.state[k, kernels.EPOCH])
@@ -197,7 +201,7 @@ class Fleet:
         initial_or_none = initial if math.isfinite(initial) else None
         history = self.losses[k, :epochs].tolist()
         return TrainResult(
-            parameters={p: float(v) for p, v in zip(PARAMETER_NAMES, self.theta[k], strict=True)},
+            parameters=self.parameters(k),
             initial_loss=initial_or_none,
             loss_history=history,
             validation_loss_history=self.val_losses[k, :epochs].tolist() if self.xv.shape[0] else None,

@@ -279,6 +279,9 @@ class JobProgressEvent(BaseModel):
     start: int
     loss: list[float]
     validation_loss: list[float] | None
+    parameters: Parameters | None = Field(
+        default=None, description="The network's seven parameters after epoch epochs_completed, where known."
+    )
 
 
 class SweepProgressEvent(BaseModel):

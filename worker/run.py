@@ -283,7 +283,9 @@ class _Attempt:
         epochs = int(done[0])
         last_loss = float(fleet.losses[0, epochs - 1]) if epochs else None
         new_history = functools.partial(self._new_history, fleet, epochs)
-        self.progress.beat(new_history, epochs_completed=epochs, last_loss=last_loss)
+        self.progress.beat(
+            new_history, epochs_completed=epochs, last_loss=last_loss, last_parameters=fleet.parameters(0)
+        )
 
     def _new_history(self, fleet: Fleet, done: int, since: int) -> list[results.Segment]:
         """The one trial's history segment of epochs [since, done), if any."""
@@ -317,6 +319,7 @@ class _Attempt:
         if self.kind.holds_its_trial:
             values["result"] = trials[0]["result"] if trials else None
             values["last_loss"] = trained[0].final_loss if trained else None
+            values["last_parameters"] = trained[0].parameters if trained else None
         with session_scope() as session:
             # The unit's row first, as claim, reap and cancel lock it: the same lock order everywhere.
             row = lifecycle.finish(

@@ -82,8 +82,12 @@ def _progress(job_id: str, epochs: int, start: int) -> tuple[bytes, int]:
     how many it holds (0: none yet). Encoded once for every stream at this point of this job."""
     with new_session() as session:
         _, loss, val = results.read_history(session, job_id, 0, start, start + PIECE, None)
-    if not loss.size:
-        return b"", 0
+        if not loss.size:
+            return b"", 0
+        # After the history: a beat writes the parameters with its epochs, so they are the ones
+        # after this event's last epoch when the row's epochs end where the history read did
+        # (not in an earlier piece of a long history, nor when a beat came between the reads).
+        beat = session.execute(select(Job.epochs_completed, Job.last_parameters).where(Job.id == job_id)).first()
     end = start + loss.size
     data = schemas.JobProgressEvent(
         epochs_completed=end,
@@ -91,6 +95,7 @@ def _progress(job_id: str, epochs: int, start: int) -> tuple[bytes, int]:
         start=start,
         loss=loss.tolist(),
         validation_loss=val.tolist() if val is not None else None,
+        parameters=beat.last_parameters if beat is not None and beat.epochs_completed == end else None,
     )
     return _event("progress", data, str(end)).encode(), loss.size
 

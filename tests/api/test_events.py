@@ -2,6 +2,7 @@
 events rebuild the loss history exactly, resume from Last-Event-ID, end after the terminal
 status, and a client that leaves leaves nothing running."""
 
+import itertools
 import os
 import signal
 import threading
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 from httpx_sse import ServerSentEvent, connect_sse
 
+import model
+from jobs.hyperparameters import config_from
 from tests.support.celery import Stack
 from tests.support.client import wait_for
 from tests.support.data import sine_points
@@ -65,6 +68,24 @@ def test_progress_events_rebuild_the_history_exactly_and_the_stream_ends(server:
     assert statuses[-1] == "succeeded" and "running" in statuses
     assert loss == result["loss_history"] and val == result["validation_loss_history"]
     assert len(loss) == 4000
+
+
+def test_progress_events_carry_the_parameters_after_their_last_epoch(server: Server) -> None:
+    points = sine_points(2000)
+    with server.client() as c:
+        response = c.post("/v1/jobs", json={"dataset": points, "hyperparameters": STEADY})
+        job_id = response.json()["id"]
+        progress = [event.json() for event in events(c, f"/v1/jobs/{job_id}/events") if event.event == "progress"]
+        job = c.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "succeeded"
+    live = [(e["epochs_completed"], e["parameters"]) for e in progress if e["parameters"] is not None]
+    assert len(live) >= 3 and live[-1] == (4000, job["result"]["parameters"])
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(live))  # the fit moves between events
+    # Those of an epoch mid-training are what training that many epochs gives, exactly.
+    epochs, parameters = live[len(live) // 2]
+    assert 0 < epochs < 4000
+    config = config_from({**job["hyperparameters"], "epochs": epochs})
+    assert model.train(points["x"], points["y"], config).parameters == parameters
 
 
 def test_a_stream_resumed_from_last_event_id_loses_and_repeats_nothing(server: Server) -> None:

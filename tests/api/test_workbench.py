@@ -155,6 +155,7 @@ def test_the_fit_moves_while_the_job_trains(server: Server, browser: WebDriver, 
         after = fit.screenshot_as_png
         (tmp_path / "fit-after.png").write_bytes(after)
         assert after != before
+        screenshot(browser, tmp_path / "training.png", full_height=True)
         until(browser, lambda d: attribute(d, "#view", "data-finished") == "true", timeout=300)
         job = c.get(f"/v1/jobs/{job_id}").json()
     for name in PARAMETERS:

@@ -169,6 +169,7 @@ def test_a_job_succeeds_and_stores_what_model_train_gives_alone() -> None:
     assert ended == {c.name: getattr(row, c.name) for c in Job.__table__.columns}
     assert (row.status, row.attempts, row.error_code, row.error_message) == (Status.SUCCEEDED, 1, None, None)
     assert (row.device, row.epochs_completed, row.last_loss) == ("cpu", 40, alone.final_loss)
+    assert row.last_parameters == alone.parameters
     assert row.lease_expires_at is None and row.finished_at is not None and row.started_at is not None
     assert row.result is not None and set(row.result) == {
         "parameters",
