@@ -344,9 +344,19 @@ class Random(Strict):
 Objective = Literal["final_loss", "final_validation_loss"]
 
 
+class Halving(Strict):
+    """Successive halving: rungs at min_epochs * reduction_factor**k epochs up to the base's epochs;
+    at each, the best 1/reduction_factor of the trials go on. Hyperband with brackets > 1."""
+
+    min_epochs: Annotated[int, Field(ge=1)]
+    reduction_factor: Annotated[int, Field(ge=2, le=1000)] = 3
+    brackets: Annotated[int, Field(ge=1, le=32)] = 1
+
+
 class SweepIn(RunIn):
     grid: dict[str, list[Any]] | None = None
     random: Random | None = None
+    halving: Halving | None = None
     objective: Objective | None = None
 
     model_config = ConfigDict(
@@ -381,6 +391,7 @@ class TrialCounts(BaseModel):
     succeeded: int
     failed: int
     cancelled: int
+    pruned: int
 
 
 class SweepProgress(BaseModel):
@@ -398,6 +409,7 @@ class Best(BaseModel):
 class Sweep(RunOut):
     grid: dict[str, list[Any]] | None
     random: dict[str, Any] | None
+    halving: Halving | None
     objective: str
     trials: TrialCounts
     progress: SweepProgress
@@ -426,6 +438,9 @@ class TrialBase(BaseModel):
     status: Status
     error: Error | None
     objective: float | None
+    epochs_completed: int
+    bracket: int | None = None  # with halving: its Hyperband bracket
+    rung: int | None = None  # with halving: the epochs of the last rung it reached
 
 
 class Trial(TrialBase):

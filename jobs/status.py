@@ -9,6 +9,7 @@ class Status(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a trial successive halving ended at a rung
 
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
