@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 # PyPI's Linux torch is the multi-GB CUDA build: without an NVIDIA GPU take the CPU wheel.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 
-.PHONY: install serve test lint bench bench-service bench-fleet load screenshot
+.PHONY: install serve test lint bench bench-service bench-fleet bench-search load screenshot
 
 $(BIN)/tinytrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-service: install
 
 load: install
 	$(BIN)/python -m benchmarks.load
+
+bench-search: install
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks.search
 
 bench-fleet: install
 	$(BIN)/python -m benchmarks.fleet --service

@@ -12,6 +12,7 @@ from tinytrain.wire import (
     Best,
     Dataset,
     Error,
+    Halving,
     Hyperparameters,
     Job,
     JobProgressEvent,
@@ -43,6 +44,7 @@ __all__ = [  # the answers' types too, which routes name schemas.Job and so on
     "Dataset",
     "DatasetIn",
     "Error",
+    "Halving",
     "ErrorOut",
     "Health",
     "Hyperparameters",
@@ -237,6 +239,7 @@ Objective = Literal["final_loss", "final_validation_loss"]
 class SweepIn(RunIn):
     grid: dict[str, list[Any]] | None = None
     random: Random | None = None
+    halving: Halving | None = None
     objective: Objective | None = None
 
     model_config = ConfigDict(

@@ -17,7 +17,7 @@ import model
 from jobs import datasets, lifecycle, storage
 from jobs.db import utcnow
 from jobs.errors import InvalidInput, QueueUnavailable
-from jobs.hyperparameters import config_from, default_objective, grid_size, trials
+from jobs.hyperparameters import brackets, config_from, default_objective, grid_size, halving_of, trials
 from jobs.settings import Settings
 from jobs.status import Status
 from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
@@ -41,6 +41,7 @@ class Request:
     request_hash: str | None  # of the whole body, with an idempotency key: tells a retry from another request
     grid: dict[str, list[Any]] | None = None
     random: dict[str, Any] | None = None
+    halving: dict[str, Any] | None = None
     objective: str | None = None
 
 
@@ -201,6 +202,29 @@ def chunk_spans(epochs: list[int], settings: Settings) -> list[tuple[int, int]]:
     return spans
 
 
+def _halving_chunks(
+    halving: dict[str, Any], objective: str, varied: list[dict[str, Any]], epochs: int, settings: Settings
+) -> tuple[list[tuple[int, int]], int]:
+    """A halving sweep's chunks (one per bracket) and the epochs it plans; InvalidInput naming the field."""
+    where = ("body", "halving")
+    if any("epochs" in v for v in varied):
+        raise InvalidInput((*where,), "halving sets each trial's epochs by its rungs: do not vary epochs")
+    if halving["min_epochs"] > epochs:
+        raise InvalidInput((*where, "min_epochs"), f"min_epochs {halving['min_epochs']} is past the {epochs} epochs")
+    last_first_rung = halving["min_epochs"] * halving["reduction_factor"] ** (halving["brackets"] - 1)
+    if last_first_rung > epochs:
+        message = f"the last bracket's first rung, {last_first_rung} epochs, is past the {epochs} epochs"
+        raise InvalidInput((*where, "brackets"), message)
+    spans, planned = [], 0
+    for b, lo, hi in brackets(halving, len(varied)):
+        if (hi - lo) * epochs > settings.max_chunk_history:
+            message = f"bracket {b} of {hi - lo} trials x {epochs} epochs is over {settings.max_chunk_history}"
+            raise InvalidInput(where, f"{message}, the most one engine call holds: use fewer trials or brackets")
+        spans.append((lo, hi))
+        planned += halving_of(halving, objective, b).planned_epochs(hi - lo, epochs)
+    return spans, planned
+
+
 def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: Callable[[], bool]) -> Admitted:
     """The sweep row with its chunks and trials (and inline dataset), or InvalidInput / NotFound."""
     _check_base(request, has_cuda)
@@ -213,13 +237,19 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
     request = replace(request, hyperparameters=with_batch_size(base, n_points))
     check_runs(resolved, n_points, settings, sweep=True)
+    # Storage and work count every trial at its full epochs: at most what a halving sweep writes.
+    spans = chunk_spans([hp["epochs"] for hp in resolved], settings)
+    epochs_total = sum(hp["epochs"] for hp in resolved)
+    if request.halving is not None:
+        spans, epochs_total = _halving_chunks(request.halving, objective, varied, base["epochs"], settings)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,
         random=request.random,
+        halving=request.halving,
         objective=objective,
         trials_total=len(resolved),
-        epochs_total=sum(hp["epochs"] for hp in resolved),
+        epochs_total=epochs_total,
     )
     chunks = [
         SweepChunk(
@@ -233,7 +263,7 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
             cancel_requested=False,
             epochs_completed=0,
         )
-        for lo, hi in chunk_spans([hp["epochs"] for hp in resolved], settings)
+        for lo, hi in spans
     ]
     trials = [
         Trial(sweep_id=sweep.id, index=k, hyperparameters=hp, status=Status.QUEUED) for k, hp in enumerate(resolved)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 import model
+from model.halving import Halving, bracket_sizes
 
 # What a sweep may vary; dtype, device and validation_fraction are the sweep's (one split, one engine call).
 SWEEPABLE = (
@@ -74,3 +75,23 @@ def random_trials(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
             else:
                 trial[key] = float(rng.uniform(how["min"], how["max"]))
         yield trial
+
+
+def brackets(halving: dict[str, Any], trials: int) -> list[tuple[int, int, int]]:
+    """A halving sweep's brackets (b, lo, hi) that have trials: consecutive trial ranges [lo, hi)
+    in bracket order. Each is
+    one chunk, trained in one engine call: a rung ranks all the trials of its bracket at once, so
+    which are pruned depends on the trials alone (not on chunking, workers or re-runs)."""
+    sizes = bracket_sizes(trials, halving["brackets"], halving["reduction_factor"])
+    ends = list(itertools.accumulate(sizes))
+    return [(b, hi - size, hi) for b, (size, hi) in enumerate(zip(sizes, ends, strict=True)) if size]
+
+
+def halving_of(halving: dict[str, Any], objective: str, bracket: int) -> Halving:
+    """The engine's successive halving of a sweep's bracket."""
+    return Halving(
+        min_epochs=halving["min_epochs"],
+        reduction_factor=halving["reduction_factor"],
+        bracket=bracket,
+        validation=objective == "final_validation_loss",
+    )

@@ -27,7 +27,7 @@ _F8 = np.dtype("<f8")
 _SCALARS = [
     f.name
     for f in fields(model.TrainResult)
-    if f.name not in ("loss_history", "validation_loss_history", "diverged", "stopped", "device")
+    if f.name not in ("loss_history", "validation_loss_history", "diverged", "stopped", "device", "pruned")
 ]
 
 
@@ -48,14 +48,17 @@ def trial_outcome(
     result: model.TrainResult, objective: str, stop: tuple[Status, dict[str, str]] = (Status.CANCELLED, {})
 ) -> dict[str, Any]:
     """A trial's status, error, objective and result scalars: diverged is failed, one stopped
-    before its end ends as its run does (stop: cancelled, or failed on timeout), the rest succeeded.
-    Only a succeeded trial has an objective, so only finished trials rank."""
+    before its end ends as its run does (stop: cancelled, or failed on timeout), one successive
+    halving ended at a rung is pruned, the rest succeeded.
+    Only a succeeded trial has an objective, so only finished trials rank (not a pruned one)."""
     error: dict[str, str | None] = {"error_code": None, "error_message": None}
     status = Status.SUCCEEDED
     if result.diverged:
         status, error = Status.FAILED, {**diverged(result)}
     elif result.stopped:
         status, error = stop[0], {**error, **stop[1]}
+    elif result.pruned:
+        status = Status.PRUNED
     value = result.final_loss
     if objective == "final_validation_loss":
         value = result.validation_loss_history[-1] if result.validation_loss_history else None

@@ -110,6 +110,7 @@ class Sweep(Requested, Base):
     status: Mapped[Status] = mapped_column(String(16))  # the chunks' sum (lifecycle.settle_sweep)
     grid: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     random: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    halving: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # min_epochs, reduction_factor, brackets
     objective: Mapped[str] = mapped_column(String(32))
     trials_total: Mapped[int] = mapped_column(Integer)
     epochs_total: Mapped[int] = mapped_column(BigInteger)  # summed over the trials: may pass 2**31

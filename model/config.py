@@ -44,6 +44,7 @@ class TrainResult:
     diverged: bool = False  # the loss became non-finite; parameters and history stop before it
     stopped: bool = False  # should_stop() asked the run to end before its epochs were done
     device: str = field(default="cpu")  # where it ran: "cpu" or "cuda:N"
+    pruned: bool = False  # successive halving ended it at a rung (its epochs_completed)
 
 
 class TrainingInputError(ValueError):

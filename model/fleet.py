@@ -154,6 +154,7 @@ class Fleet:
         self.last_good = self.theta.copy()
         self.state = np.zeros((k_count, kernels.STATE_SIZE))
         self.state[:, kernels.BEST] = math.inf
+        self.pruned = np.zeros(k_count, dtype=bool)  # ended at a rung of successive halving (halving.py)
         self.losses = np.zeros((k_count, max_epochs))
         self.val_losses = np.zeros((k_count, max_epochs))
 
@@ -212,4 +213,5 @@ class Fleet:
             diverged=status == kernels.DIVERGED,
             stopped=stopped and status == kernels.RUNNING,
             device=device,
+            pruned=bool(self.pruned[k]),
         )

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +17,10 @@ import numpy.typing as npt
 from model import kernels
 from model.config import PARAMETER_NAMES, TrainConfig, TrainingInputError, TrainResult
 from model.fleet import Fleet, as_points
+from model.halving import Halving
+
+if TYPE_CHECKING:
+    from model.gpu import GpuEngine
 
 OnEpoch = Callable[[int, float], None]  # (epochs completed, training loss)
 OnProgress = Callable[[Fleet], None]  # after each engine call: the fleet's arrays as they stand
@@ -87,36 +92,63 @@ def train_fleet(
     on_progress: OnProgress | None = None,
     should_stop: ShouldStop | None = None,
     on_start: Callable[[str], None] | None = None,
+    halving: Halving | None = None,
 ) -> list[TrainResult]:
     """Train one 1-2-1 network per config on (x, y) (docs/model.md); trial k's result equals
     train(x, y, configs[k]). dtype, device and validation_fraction must be the same for all.
 
-    on_start(device) is called once the device is chosen, before the first epoch."""
+    on_start(device) is called once the device is chosen, before the first epoch. With halving,
+    the trials run rung by rung (model/halving.py) and those that do not go on end pruned."""
     started = time.perf_counter()
     fleet = Fleet(x, y, configs)
     device = resolve_device(fleet.device, len(fleet), int(fleet.batch_size.min()))
-    if device == "cuda":
-        from model.gpu import GpuEngine  # here: it imports torch and triton
-
-        engine: CpuEngine | GpuEngine = GpuEngine(fleet)
-    else:
-        engine = CpuEngine(fleet)
+    rungs = halving.rungs(int(fleet.epochs.max())) if halving is not None else [int(fleet.epochs.max())]
+    full_epochs = fleet.epochs.copy()
+    np.minimum(full_epochs, rungs[0], out=fleet.epochs)
+    engine = _engine(fleet, device)
     if on_start is not None:
         on_start(engine.device_name)
     stopped, epochs = False, 1
-    while fleet.running().size:
-        if should_stop is not None and should_stop():
-            stopped = True
+    for rung, following in zip(rungs, [*rungs[1:], None], strict=True):
+        while fleet.running().size:
+            if should_stop is not None and should_stop():
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            engine.run(epochs)
+            elapsed = time.perf_counter() - t0
+            # Grow at most 2x a call: one fast call must not make the next one overshoot.
+            epochs = max(1, int(min(epochs * 2, epochs * _CALL_SECONDS / max(elapsed, 1e-6))))
+            if on_progress is not None:
+                on_progress(fleet)
+        if stopped or following is None or halving is None:
             break
-        t0 = time.perf_counter()
-        engine.run(epochs)
-        elapsed = time.perf_counter() - t0
-        # Grow at most 2x a call: one fast call must not make the next one overshoot.
-        epochs = max(1, int(min(epochs * 2, epochs * _CALL_SECONDS / max(elapsed, 1e-6))))
-        if on_progress is not None:
-            on_progress(fleet)
+        _next_rung(fleet, halving, rung, np.minimum(full_epochs, following))
+        # A new engine reads the fleet's arrays as the rung left them (the GPU's copies too).
+        engine = _engine(fleet, device)
     seconds = time.perf_counter() - started
     return [fleet.result(k, seconds=seconds, device=engine.device_name, stopped=stopped) for k in range(len(fleet))]
+
+
+def _engine(fleet: Fleet, device: str) -> "CpuEngine | GpuEngine":
+    if device == "cuda":
+        from model.gpu import GpuEngine  # here: it imports torch and triton
+
+        return GpuEngine(fleet)
+    return CpuEngine(fleet)
+
+
+def _next_rung(fleet: Fleet, halving: Halving, rung: int, following: npt.NDArray[np.int64]) -> None:
+    """Rank the trials that completed the rung; the survivors go on to their next epochs, the others are pruned."""
+    status, done = fleet.state[:, kernels.STATUS], fleet.epochs_completed()
+    reached = np.flatnonzero((status == kernels.COMPLETED) & (done == rung) & (following > rung))
+    if not reached.size:
+        return
+    losses = fleet.val_losses if halving.validation and fleet.xv.shape[0] else fleet.losses
+    going_on = halving.survivors(losses[:, rung - 1], reached)
+    fleet.pruned[np.setdiff1d(reached, going_on)] = True
+    fleet.epochs[going_on] = following[going_on]
+    fleet.state[going_on, kernels.STATUS] = kernels.RUNNING
 
 
 def train(

@@ -135,6 +135,7 @@ def _trial(index: int, hp: dict[str, Any], result: model.TrainResult, objective:
         status=outcome["status"],
         error=schemas.Error.of(outcome["error_code"], outcome["error_message"]),
         objective=outcome["objective"],
+        epochs_completed=result.epochs_completed,
         result=schemas.Result(
             **outcome["result"],
             loss_history=result.loss_history,

@@ -23,6 +23,7 @@ class Status(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    PRUNED = "pruned"  # a trial successive halving ended at a rung
 
 
 ACTIVE = (Status.QUEUED, Status.RUNNING)
@@ -209,6 +210,15 @@ class PredictOut(BaseModel):
     y: list[float | None]  # None where the output overflows a float
 
 
+class Halving(Strict):
+    """Successive halving: rungs at min_epochs * reduction_factor**k epochs up to the base's epochs;
+    at each, the best 1/reduction_factor of the trials go on. Hyperband with brackets > 1."""
+
+    min_epochs: Annotated[int, Field(ge=1)]
+    reduction_factor: Annotated[int, Field(ge=2, le=1000)] = 3
+    brackets: Annotated[int, Field(ge=1, le=32)] = 1
+
+
 class TrialCounts(BaseModel):
     total: int
     queued: int
@@ -216,6 +226,7 @@ class TrialCounts(BaseModel):
     succeeded: int
     failed: int
     cancelled: int
+    pruned: int
 
 
 class SweepProgress(BaseModel):
@@ -233,6 +244,7 @@ class Best(BaseModel):
 class Sweep(RunOut):
     grid: dict[str, list[Any]] | None
     random: dict[str, Any] | None
+    halving: Halving | None
     objective: str
     trials: TrialCounts
     progress: SweepProgress
@@ -261,6 +273,9 @@ class TrialBase(BaseModel):
     status: Status
     error: Error | None
     objective: float | None
+    epochs_completed: int
+    bracket: int | None = None  # with halving: its Hyperband bracket
+    rung: int | None = None  # with halving: the epochs of the last rung it reached
 
 
 class Trial(TrialBase):

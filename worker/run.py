@@ -24,11 +24,12 @@ from sqlalchemy.orm import Session
 import model
 from jobs import datasets, lifecycle, results
 from jobs.db import core_table, session_scope
-from jobs.hyperparameters import config_from
+from jobs.hyperparameters import brackets, config_from, halving_of
 from jobs.settings import get_settings
 from jobs.status import Status
 from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
 from model.fleet import Fleet
+from model.halving import Halving
 from worker import metrics
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Work:
     points: datasets.Points | None  # None: the dataset was deleted
     max_runtime_seconds: float | None
     objective: str  # what ranks the trials (a sweep's)
+    halving: Halving | None = None  # a halving sweep's chunk: its bracket's successive halving
+    planned_epochs: int | None = None  # the epochs the sweep's progress counts for a halving chunk
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,11 @@ def _read_chunk(session: Session, chunk_id: str) -> Work | None:
         return None
     sweep = chunk.Sweep
     in_chunk = lifecycle.in_chunk(sweep.id, chunk.lo, chunk.hi)
+    halving, planned = None, None
+    if sweep.halving is not None:
+        bracket = next(b for b, lo, _ in brackets(sweep.halving, sweep.trials_total) if lo == chunk.lo)
+        halving = halving_of(sweep.halving, sweep.objective, bracket)
+        planned = halving.planned_epochs(chunk.hi - chunk.lo, sweep.hyperparameters["epochs"])
     return Work(
         owner=sweep.owner,
         trials_of=sweep.id,
@@ -123,6 +131,8 @@ def _read_chunk(session: Session, chunk_id: str) -> Work | None:
         points=datasets.load_points(session=session, dataset_id=sweep.dataset_id),
         max_runtime_seconds=chunk.max_runtime_seconds,
         objective=sweep.objective,
+        halving=halving,
+        planned_epochs=planned,
     )
 
 
@@ -250,6 +260,7 @@ class _Attempt:
                 on_progress=self._on_progress,
                 should_stop=self.progress.should_stop,
                 on_start=self.progress.on_start,
+                halving=self.work.halving,
             )
         except model.TrainingInputError as exc:
             return self._end(Status.FAILED, {"error_code": "invalid_input", "error_message": str(exc)})
@@ -331,6 +342,13 @@ class _Attempt:
             if trials and not self.kind.holds_its_trial:
                 rows = [{"sweep_id": work.trials_of, "index": work.first_trial + k, **t} for k, t in enumerate(trials)]
                 session.execute(update(Trial), rows)
+            if work.planned_epochs is not None and status == Status.SUCCEEDED:
+                # Trials that ended before a rung (early stopping, divergence) left planned epochs
+                # unrun: the sweep's progress counts what the search ran, so it ends at 100%.
+                unrun = work.planned_epochs - values["epochs_completed"]
+                session.execute(
+                    update(Sweep).where(Sweep.id == work.trials_of).values(epochs_total=Sweep.epochs_total - unrun)
+                )
             histories = [
                 results.history_rows(work.owner, work.trials_of, work.first_trial + k, r) for k, r in enumerate(trained)
             ]

@@ -21,6 +21,7 @@ from api.routes.jobs import (
 )
 from jobs import lifecycle, summaries, sweeps, tables
 from jobs.errors import Conflict
+from jobs.hyperparameters import brackets, halving_of
 from jobs.status import Status
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=JSONRoute)
@@ -34,6 +35,7 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
         **summaries.sweep(sweep),
         grid=sweep.grid,
         random=sweep.random,
+        halving=sweep.halving,
         trials=schemas.TrialCounts(total=sweep.trials_total, **now.counts),
         progress=schemas.SweepProgress(epochs_completed=now.epochs_completed, epochs=sweep.epochs_total),
         best=schemas.Best(
@@ -53,14 +55,23 @@ def sweep_summary(sweep: tables.Sweep) -> schemas.SweepSummary:
     return schemas.SweepSummary.model_validate(summaries.sweep(sweep))
 
 
-def trial_out(trial: tables.Trial) -> schemas.Trial:
+def trial_out(trial: tables.Trial, sweep: tables.Sweep) -> schemas.Trial:
     result = trial.result and schemas.ResultSummary.model_validate(trial.result)
+    epochs = trial.result["epochs_completed"] if trial.result is not None else 0
+    bracket = rung = None
+    if sweep.halving is not None:
+        bracket = next(b for b, lo, hi in brackets(sweep.halving, sweep.trials_total) if lo <= trial.index < hi)
+        rungs = halving_of(sweep.halving, sweep.objective, bracket).rungs(trial.hyperparameters["epochs"])
+        rung = max((r for r in rungs if r <= epochs), default=None)
     return schemas.Trial(
         index=trial.index,
         hyperparameters=trial.hyperparameters,
         status=trial.status,
         error=schemas.Error.of(trial.error_code, trial.error_message),
         objective=trial.objective,
+        epochs_completed=epochs,
+        bracket=bracket,
+        rung=rung,
         result=result,
     )
 
@@ -112,7 +123,7 @@ def list_trials(
     after = int(cursor[1:]) if cursor else None  # the index of the last trial of the previous page
     rows, following = sweeps.trials_page(session, sweep.id, order_by, limit, after)
     return schemas.Page[schemas.Trial](
-        items=[trial_out(t) for t in rows], next_cursor=f"c{following}" if following is not None else None
+        items=[trial_out(t, sweep) for t in rows], next_cursor=f"c{following}" if following is not None else None
     )
 
 
@@ -129,9 +140,9 @@ async def get_trial(
     trial = await short_read(sweeps.trial, session, sweep.id, index)
     if trial.result is None:
         return Response(
-            schemas.TrialWithResult(**dict(trial_out(trial))).model_dump_json(), media_type="application/json"
+            schemas.TrialWithResult(**dict(trial_out(trial, sweep))).model_dump_json(), media_type="application/json"
         )
-    before = trial_out(trial).model_dump_json(exclude={"result"}).encode()[:-1] + b',"result":'
+    before = trial_out(trial, sweep).model_dump_json(exclude={"result"}).encode()[:-1] + b',"result":'
     return await result_response(session, trial.result, sweep.id, index, start, stop, max_points, before)
 
 

@@ -168,6 +168,7 @@ def test_grid_sweep_trials_equal_jobs(server: Server) -> None:
             "succeeded": 0,
             "failed": 0,
             "cancelled": 0,
+            "pruned": 0,
         }
         sweep = wait_sweep(c, sweep_id, *ENDED)
         assert_all_finite(c.get(f"/v1/sweeps/{sweep_id}").text)
@@ -196,7 +197,15 @@ def test_grid_sweep_trials_equal_jobs(server: Server) -> None:
             assert (t["status"], code(t), t["objective"]) == ("failed", "diverged", None)
             assert t["result"] is not None and t["result"]["epochs_completed"] < 30
             assert all(isinstance(v, float) for v in t["result"]["parameters"].values())  # finite: assert_all_finite
-        assert sweep["trials"] == {"total": 6, "queued": 0, "running": 0, "succeeded": 3, "failed": 3, "cancelled": 0}
+        assert sweep["trials"] == {
+            "total": 6,
+            "queued": 0,
+            "running": 0,
+            "succeeded": 3,
+            "failed": 3,
+            "cancelled": 0,
+            "pruned": 0,
+        }
         assert sweep["progress"] == {
             "epochs_completed": sum(t["result"]["epochs_completed"] for t in listed),
             "epochs": 180,
@@ -268,6 +277,53 @@ def test_a_split_sweep_ranks_by_validation_loss_and_its_trials_equal_jobs(server
         assert [t["objective"] for t in again] == [t["result"]["final_loss"] for t in whole]
 
 
+def test_halving_prunes_at_rungs_and_every_trial_equals_the_job_with_its_rung(server: Server) -> None:
+    space = {"learning_rate": {"min": 0.01, "max": 3.0, "log": True}, "batch_size": {"min": 4, "max": 32}}
+    body: dict[str, Any] = {
+        "dataset": sine_points(80, seed=6),
+        "hyperparameters": {"epochs": 18, "validation_fraction": 0.2, "dtype": "float64"},
+        "random": {"trials": 20, "seed": 3, **space, "seed_values": [0, 1, 2]},
+        "halving": {"min_epochs": 2, "reduction_factor": 3, "brackets": 2},
+    }
+    with server.client() as c:
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 202, r.text
+        sweep = wait_sweep(c, r.json()["id"], *ENDED)
+        assert sweep["status"] == "succeeded" and sweep["halving"] == {**body["halving"]}
+        counts = sweep["trials"]
+        assert counts["pruned"] > 10 and counts["succeeded"] + counts["failed"] + counts["pruned"] == 20
+        assert sweep["progress"]["epochs_completed"] == sweep["progress"]["epochs"] < 20 * 18 / 2
+        listed = trials(c, sweep["id"])
+        # Bracket 0 (rungs 2, 6, 18) gets more trials than bracket 1 (rungs 6, 18), as Hyperband deals them.
+        assert [t["bracket"] for t in listed] == sorted(t["bracket"] for t in listed)
+        assert sum(t["bracket"] == 0 for t in listed) > sum(t["bracket"] == 1 for t in listed) > 0
+        for t in listed:
+            assert t["rung"] == t["epochs_completed"] or t["status"] == "failed"
+            assert (t["status"] == "pruned") == (t["epochs_completed"] < 18 and t["status"] != "failed")
+        ranked = [t for t in trials(c, sweep["id"], order_by="objective") if t["objective"] is not None]
+        assert {t["status"] for t in ranked} == {"succeeded"} and sweep["best"]["index"] == ranked[0]["index"]
+        jobs = [
+            c.post(
+                "/v1/jobs",
+                json={
+                    "dataset_id": sweep["dataset_id"],
+                    "hyperparameters": {**t["hyperparameters"], "epochs": max(1, t["epochs_completed"])},
+                },
+            ).json()["id"]
+            for t in listed
+        ]
+        for t, job_id in zip(listed, jobs, strict=True):
+            job = wait_for(c, job_id, *ENDED)
+            whole = c.get(f"/v1/sweeps/{sweep['id']}/trials/{t['index']}").json()["result"]
+            expected = c.get(f"/v1/jobs/{job_id}/result").json() if job["status"] == "succeeded" else job["result"]
+            assert_same_result(whole, expected, exact=job["device"] == sweep["device"] == "cpu")
+
+        again = wait_sweep(c, c.post("/v1/sweeps", json=body).json()["id"], *ENDED)
+        assert [(t["status"], t["result"]) for t in trials(c, again["id"])] == [
+            (t["status"], {**t["result"], "training_seconds": ANY}) for t in listed
+        ]
+
+
 def test_max_runtime_seconds_fails_the_sweep_with_timeout_keeping_partial_results(server: Server) -> None:
     body = {"dataset": sine_points(5000), "hyperparameters": LONG, "grid": {"seed": [0, 1]}, "max_runtime_seconds": 0.5}
     with server.client() as c:
@@ -288,7 +344,15 @@ def test_a_sweep_in_chunks_of_two_runs_every_trial_once_with_the_same_results(
         assert r.status_code == 202, r.text
         sweep = wait_sweep(c, r.json()["id"], *ENDED)
         assert (sweep["status"], sweep["attempts"]) == ("succeeded", 1)
-        assert sweep["trials"] == {"total": 6, "queued": 0, "running": 0, "succeeded": 3, "failed": 3, "cancelled": 0}
+        assert sweep["trials"] == {
+            "total": 6,
+            "queued": 0,
+            "running": 0,
+            "succeeded": 3,
+            "failed": 3,
+            "cancelled": 0,
+            "pruned": 0,
+        }
         compared = assert_trials_equal_jobs(c, sweep)
     assert [t["index"] for t, _ in compared] == list(range(6))
     chunks = run_rows(
@@ -354,7 +418,15 @@ def test_cancel_stops_every_trial_keeping_partial_results(
         body = {"dataset": sine_points(5000), "hyperparameters": LONG, "grid": {"seed": [0, 1, 2, 3]}}
         sweep_id = c.post("/v1/sweeps", json=body).json()["id"]
         running = wait_sweep(c, sweep_id, "running", epochs_completed=2)
-        assert running["trials"] == {"total": 4, "queued": 2, "running": 2, "succeeded": 0, "failed": 0, "cancelled": 0}
+        assert running["trials"] == {
+            "total": 4,
+            "queued": 2,
+            "running": 2,
+            "succeeded": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "pruned": 0,
+        }
         assert c.delete(f"/v1/sweeps/{sweep_id}").status_code == 409
         asked = time.monotonic()
         cancelled = c.post(f"/v1/sweeps/{sweep_id}/cancel")
@@ -362,7 +434,15 @@ def test_cancel_stops_every_trial_keeping_partial_results(
         sweep = wait_sweep(c, sweep_id, *ENDED, timeout=5)
         took = time.monotonic() - asked
         assert sweep["status"] == "cancelled" and took < 1.0, (sweep["status"], took)
-        assert sweep["trials"] == {"total": 4, "queued": 0, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 4}
+        assert sweep["trials"] == {
+            "total": 4,
+            "queued": 0,
+            "running": 0,
+            "succeeded": 0,
+            "failed": 0,
+            "cancelled": 4,
+            "pruned": 0,
+        }
         assert c.post(f"/v1/sweeps/{sweep_id}/cancel").status_code == 409
         time.sleep(0.5)  # the process is free again: the second chunk must not have started
         listed = trials(c, sweep_id)
@@ -462,6 +542,21 @@ CASES: list[tuple[str, dict[str, Any], int, tuple[str, ...]]] = [
     ("unknown objective", sweep_with(objective="accuracy"), 422, ("objective",)),
     ("bad base", sweep_with(hyperparameters={"learning_rate": 0}), 422, ("learning_rate",)),
     ("unknown field", sweep_with(trials=3), 422, ("trials",)),
+    ("halving factor 1", sweep_with(halving={"min_epochs": 1, "reduction_factor": 1}), 422, ("reduction_factor",)),
+    ("halving min_epochs 0", sweep_with(halving={"min_epochs": 0}), 422, ('"halving", "min_epochs"',)),
+    ("halving past epochs", sweep_with(halving={"min_epochs": 6}), 422, ('"min_epochs"', "past the 5 epochs")),
+    (
+        "halving brackets past epochs",
+        sweep_with(halving={"min_epochs": 1, "reduction_factor": 3, "brackets": 3}),
+        422,
+        ('"halving", "brackets"', "first rung, 9 epochs, is past the 5 epochs"),
+    ),
+    (
+        "halving with epochs varied",
+        sweep_with(grid={"epochs": [4, 5]}, halving={"min_epochs": 1}),
+        422,
+        ('"halving"', "do not vary epochs"),
+    ),
     (
         "work summed over the trials",  # each trial's 1e9 fits the 2e9 limit, the three do not
         {"dataset": THOUSAND, "hyperparameters": {"epochs": 1_000_000}, "grid": {"seed": [0, 1, 2]}},

@@ -30,7 +30,15 @@ def test_a_sweep_through_celery_in_two_chunks_equals_its_trials_run_locally(
         assert r.status_code == 202, r.text
         sweep = wait_sweep(c, r.json()["id"], *ENDED)
         assert (sweep["status"], sweep["attempts"], sweep["device"]) == ("succeeded", 1, "cpu")
-        assert sweep["trials"] == {"total": 6, "queued": 0, "running": 0, "succeeded": 3, "failed": 3, "cancelled": 0}
+        assert sweep["trials"] == {
+            "total": 6,
+            "queued": 0,
+            "running": 0,
+            "succeeded": 3,
+            "failed": 3,
+            "cancelled": 0,
+            "pruned": 0,
+        }
         # Each trial equals a float64 job with its hyperparameters (through the same workers)...
         compared = assert_trials_equal_jobs(c, sweep)
     # ...and the engine run here, in this process, on the same points: bit for bit on the CPU.
