@@ -1,6 +1,6 @@
 // The dashboard's entry: the pasted key, and the page the URL's fragment names (#/jobs/ID,
-// #/sweeps/ID, #/new-job, #/new-sweep, #/compare/REFS, else the lists), which never reaches a
-// server.
+// #/sweeps/ID, #/new-job, #/new-sweep, #/compare/REFS, #/webhooks, else the lists), which never
+// reaches a server.
 import { ApiError, forgetKey, getKey, setKey } from "./api.js";
 import { comparePage } from "./compare.js";
 import { h, say } from "./dom.js";
@@ -10,6 +10,7 @@ import { newJobPage } from "./new-job.js";
 import { newSweepPage } from "./new-sweep.js";
 import { showLink } from "./picks.js";
 import { sweepPage } from "./sweep.js";
+import { webhooksPage } from "./webhooks.js";
 
 const view = document.getElementById("view");
 const message = document.getElementById("message");
@@ -24,6 +25,7 @@ const PAGES = {
   "new-job": newJobPage,
   "new-sweep": newSweepPage,
   compare: comparePage,
+  webhooks: webhooksPage,
 };
 const WHAT = { jobs: "job", sweeps: "sweep" };
 

@@ -5,6 +5,7 @@ a sweep's leaderboard, heatmap and best curves, and what a wrong key or another 
 Each test saves screenshots in its tmp_path (tests/support/browser.py)."""
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.support import browser as dashboard
 from tests.support.browser import ENDED, PARAMETERS, attribute, needs_chromium, number, screenshot, sign_in, text, until
 from tests.support.client import wait_for
 from tests.support.data import sine_points
+from tests.support.ports import free_port
 from tests.support.server import Server
 
 pytestmark = needs_chromium
@@ -197,3 +199,26 @@ def test_another_owners_job_and_sweep_are_not_found(server: Server, browser: Web
     browser.get(f"{server.url}/ui/#/sweeps/{sweep_id}")
     until(browser, lambda d: text(d, "#view h1") == "Not found" and sweep_id in text(d, "#message"))
     assert "not yours" not in browser.page_source and not browser.find_elements(By.ID, "leaderboard")
+
+
+def test_the_webhooks_page_lists_endpoints_and_their_deliveries(
+    make_server: Callable[..., Server], browser: WebDriver, tmp_path: Path
+) -> None:
+    """Read-only: an endpoint whose receiver is down (a loopback port nothing listens on) shows
+    its URL, events and the failed try of a ping, the error beside it."""
+    server = make_server(webhook_allow_private="true", webhook_retry_seconds="3600")
+    url = f"http://127.0.0.1:{free_port()}/hooks"
+    with server.client() as c:
+        hook = c.post("/v1/webhooks", json={"url": url, "events": ["job.succeeded"], "description": "ci"}).json()
+        ping = c.post(f"/v1/webhooks/{hook['id']}/test").json()
+        deadline = time.monotonic() + 30
+        while not c.get(f"/v1/webhooks/{hook['id']}/deliveries").json()["items"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    sign_in(browser, server, server.key, "#/webhooks")
+    until(browser, lambda d: attribute(d, "#view", "data-loaded") == "true")
+    assert url in text(browser, "#view h2")
+    assert "job.succeeded" in text(browser, f"p.webhook[data-id='{hook['id']}']")
+    row = until(browser, lambda d: text(d, f"tr[data-delivery='{ping['id']}']"))
+    assert "ping" in row and "Connect" in row
+    screenshot(browser, tmp_path / "webhooks.png", docs_name="webhooks.png")
