@@ -293,5 +293,7 @@ class WebhookIn(Strict):
     description: Name | None = None
 
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"url": "https://example.com/hooks/tinytrain", "events": ["job.succeeded"]}]}
+        json_schema_extra={
+            "examples": [{"url": "https://hooks.example.invalid/tt", "events": ["job.succeeded"]}]
+        }
     )
