@@ -293,7 +293,5 @@ class WebhookIn(Strict):
     description: Name | None = None
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"url": "https://hooks.example.invalid/tt", "events": ["job.succeeded"]}]
-        }
+        json_schema_extra={"examples": [{"url": "https://hooks.example.invalid/tt", "events": ["job.succeeded"]}]}
     )
