@@ -356,6 +356,11 @@ def test_a_halving_sweep_from_the_new_sweep_page_shows_its_rungs(
     assert browser.find_element(By.ID, "f-halving-reduction_factor").get_attribute("value") == "3"
     assert "≥ 2" in text(browser, "#f-halving-reduction_factor-hint")
     assert "≤ 32" in text(browser, "#f-halving-brackets-hint")
+    visited, expected = tab_through(browser, "new-sweep")
+    assert visited == expected and expected[-1] == "new-sweep-submit"
+    assert {"f-halving-set", "f-halving-min_epochs", "f-halving-reduction_factor", "f-halving-brackets"} <= set(
+        expected
+    )
     type_into(browser, "f-halving-min_epochs", "3")
     type_into(browser, "f-halving-reduction_factor", "1")
     browser.find_element(By.ID, "new-sweep-submit").send_keys(Keys.ENTER)
