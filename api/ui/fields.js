@@ -69,12 +69,11 @@ export function inputValue(el) {
   return el.value;
 }
 
-// One hyperparameter: a scalar's field, or an object's fieldset (initial_parameters,
-// early_stopping) with a checkbox that sends it, else null.
-function hyperparameter(key, s, defs, prefix) {
+// One hyperparameter (or a sweep's halving, with no prefix): a scalar's field, or an object's
+// fieldset (initial_parameters, early_stopping) with a checkbox that sends it, else null.
+export function hyperparameter(key, s, defs, prefix, label = key.replaceAll("_", " ")) {
   const { schema, nullable } = nonNull(s, defs);
-  const loc = `${prefix}.${key}`;
-  const label = key.replaceAll("_", " ");
+  const loc = prefix ? `${prefix}.${key}` : key;
   if (schema.type !== "object") {
     const told = [
       schema.default != null ? `default ${fmt(schema.default)}` : null,

@@ -2,7 +2,7 @@
 // draws from ranges, for what the service lets a sweep vary (all read from the API).
 import { dataSource } from "./data-source.js";
 import { fmt, h } from "./dom.js";
-import { collect, field, hyperparameterFields, inputValue } from "./fields.js";
+import { collect, field, hyperparameter, hyperparameterFields, inputValue } from "./fields.js";
 import { hyperparameterSpec, onSubmit, runForm } from "./submit.js";
 
 // Values separated by commas, each read as JSON ("0.1, 1", "true, false", '{"patience": 5}'); a
@@ -103,7 +103,19 @@ export async function newSweepPage({ view, signal, failed }) {
     count,
     field("objective", "Objective", objective, "the smaller the better"),
   );
-  const form = runForm("New sweep", "new-sweep", data.fieldset, base, search);
+  const halving = hyperparameter("halving", spec.halving, {}, null, "successive halving");
+  halving.id = "halving";
+  halving
+    .querySelector("legend")
+    .after(
+      h(
+        "p",
+        { class: "hint" },
+        "optional: each trial trains to min epochs; at each rung the best 1/reduction factor go on, " +
+          "up to the base's epochs (brackets > 1: Hyperband)",
+      ),
+    );
+  const form = runForm("New sweep", "new-sweep", data.fieldset, base, search, halving);
   view.replaceChildren(form.title, form.form);
   form.title.focus();
   const mode = () => search.querySelector("input[name=mode]:checked").value;
@@ -121,12 +133,14 @@ export async function newSweepPage({ view, signal, failed }) {
   const body = async () => {
     const dataset = await data.body();
     const name = form.form.querySelector("[data-loc=name]").value.trim();
+    const halvingSet = collect(form.form, "halving"); // empty while its checkbox is off
     return (
       dataset && {
         ...dataset,
         hyperparameters: collect(form.form, "hyperparameters"),
         [mode()]: varied(form.form, mode()),
         objective: objective.value || null,
+        halving: Object.keys(halvingSet).length ? halvingSet : null,
         name: name || null,
       }
     );

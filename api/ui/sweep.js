@@ -4,6 +4,7 @@ import { getJSON, sleep } from "./api.js";
 import { badge, fmt, h, heading, name, progressBar, section, TERMINAL, table, valueText } from "./dom.js";
 import { pickBox } from "./picks.js";
 import { lossOverlay } from "./plots.js";
+import { rungsChart } from "./rungs.js";
 import { axisPicker, objectivePanel, slicePlots, sweptKeys } from "./sweep-plots.js";
 
 // Every trial, in index order (the heatmap needs them all), at most `most` of them.
@@ -23,7 +24,8 @@ async function allTrials(sweepId, signal, most = 2000) {
 
 function summaryOf(sweep) {
   const t = sweep.trials;
-  const counts = ["succeeded", "failed", "running", "queued", "cancelled"].map((k) => `${fmt(t[k])} ${k}`);
+  const kinds = ["succeeded", ...(sweep.halving ? ["pruned"] : []), "failed", "running", "queued", "cancelled"];
+  const counts = kinds.map((k) => `${fmt(t[k])} ${k}`);
   const best = sweep.best ? `${fmt(sweep.best.objective)} (trial ${sweep.best.index})` : "—";
   return [
     progressBar(sweep.progress.epochs_completed, sweep.progress.epochs, "epochs completed, all trials"),
@@ -64,6 +66,8 @@ export async function sweepPage({ view, signal, id }) {
   const objective = sweep.objective.replaceAll("_", " ");
   const validation = sweep.objective === "final_validation_loss";
   const slices = h("div", { id: "slices", class: "slices" });
+  const rungsBox = h("div", { id: "rungs-chart", class: "chart", role: "img" });
+  const rungsNote = h("p", { class: "hint", id: "rungs-note" });
   let trials = [];
   const objectiveTitle = h("h2", { id: "objective-title" });
   const redrawObjective = () => {
@@ -90,6 +94,9 @@ export async function sweepPage({ view, signal, id }) {
       null,
       table(`The best trials by ${objective}`, ["Rank", "Trial", ...keys, "Status", objective, "Epochs"], board),
     ),
+    sweep.halving
+      ? section("rungs", "Rungs: each trial's curve up to where it ended", null, rungsNote, rungsBox)
+      : null,
     keys.length ? section("slices", `${objective} by each swept hyperparameter`, null, slices) : null,
   );
   title.focus();
@@ -120,12 +127,13 @@ export async function sweepPage({ view, signal, id }) {
     summary.replaceChildren(...summaryOf(sweep));
     const best = await leaderboard();
     const t = sweep.trials;
-    const nowEnded = t.succeeded + t.failed + t.cancelled;
+    const nowEnded = t.succeeded + t.failed + t.cancelled + t.pruned;
     if (nowEnded !== ended) {
       ended = nowEnded;
       trials = await allTrials(sweep.id, signal);
       redrawObjective();
       slicePlots(slices, sweep, trials, keys);
+      if (sweep.halving) await rungsChart(rungsBox, rungsNote, sweep, trials, signal);
     }
     const bestNow = best.map((b) => b.index).join();
     if (bestNow !== bestShown) {

@@ -78,6 +78,29 @@ def unlabelled(driver: WebDriver, form_id: str) -> list[str]:
     return found
 
 
+def new_sweep(server: Server, driver: WebDriver, points: dict[str, list[float]]) -> None:
+    """The New sweep page, every control labelled, the points typed into its paste box."""
+    sign_in(driver, server, server.key, "#/new-sweep")
+    until(driver, lambda d: loaded(d) and d.find_elements(By.ID, "new-sweep"))
+    assert unlabelled(driver, "new-sweep") == []
+    driver.find_element(By.ID, "source-paste").send_keys(Keys.SPACE)
+    rows = "".join(f"{x},{y}\n" for x, y in zip(points["x"], points["y"], strict=True))
+    driver.find_element(By.ID, "f-dataset-paste").send_keys(rows)
+
+
+def sweep_started(server: Server, driver: WebDriver) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The sweep whose page the browser landed on, once it has ended, and its trials."""
+    until(driver, lambda d: "#/sweeps/sw_" in d.current_url)
+    sweep_id = driver.current_url.rsplit("/", 1)[1]
+    with server.client() as c:
+        deadline = time.monotonic() + 180
+        while (sweep := c.get(f"/v1/sweeps/{sweep_id}").json())["status"] not in ENDED:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        trials: list[dict[str, Any]] = c.get(f"/v1/sweeps/{sweep_id}/trials", params={"limit": 100}).json()["items"]
+    return sweep, trials
+
+
 def first_progress(client: httpx.Client, job_id: str) -> dict[str, Any]:
     """The data of a job's first progress event."""
     with client.stream("GET", f"/v1/jobs/{job_id}/events") as events:
@@ -221,13 +244,7 @@ def test_a_bad_csv_line_and_a_bad_hyperparameter_show_beside_their_fields_and_st
 def test_a_random_sweep_from_the_new_sweep_page_shows_a_slice_per_hyperparameter(
     server: Server, browser: WebDriver, tmp_path: Path
 ) -> None:
-    points = sine_points(200, seed=2)
-    sign_in(browser, server, server.key, "#/new-sweep")
-    until(browser, lambda d: loaded(d) and d.find_elements(By.ID, "new-sweep"))
-    assert unlabelled(browser, "new-sweep") == []
-    browser.find_element(By.ID, "source-paste").send_keys(Keys.SPACE)
-    rows = "".join(f"{x},{y}\n" for x, y in zip(points["x"], points["y"], strict=True))
-    browser.find_element(By.ID, "f-dataset-paste").send_keys(rows)
+    new_sweep(server, browser, sine_points(200, seed=2))
     type_into(browser, "f-hyperparameters-epochs", "150")
     browser.find_element(By.ID, "mode-random").send_keys(Keys.SPACE)
     for name, value in {"trials": "12", "seed": "5", "learning_rate-min": "0.01", "learning_rate-max": "3"}.items():
@@ -239,14 +256,8 @@ def test_a_random_sweep_from_the_new_sweep_page_shows_a_slice_per_hyperparameter
     until(browser, lambda d: text(d, "#trial-count").startswith("12 trials"))
     browser.find_element(By.ID, "new-sweep-submit").send_keys(Keys.ENTER)
 
-    until(browser, lambda d: "#/sweeps/sw_" in d.current_url)
-    sweep_id = browser.current_url.rsplit("/", 1)[1]
-    with server.client() as c:
-        deadline = time.monotonic() + 180
-        while (sweep := c.get(f"/v1/sweeps/{sweep_id}").json())["status"] not in ENDED:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        trials = c.get(f"/v1/sweeps/{sweep_id}/trials", params={"limit": 100}).json()["items"]
+    sweep, trials = sweep_started(server, browser)
+    sweep_id = sweep["id"]
     assert sweep["status"] == "succeeded" and sweep["trials"]["total"] == 12
     assert sweep["random"]["learning_rate"] == {"min": 0.01, "max": 3.0, "log": True}
     assert sweep["random"]["batch_size"] == {"min": 2, "max": 40}
@@ -327,3 +338,59 @@ def test_three_jobs_compared_side_by_side_and_by_a_link(server: Server, browser:
     until(browser, lambda d: text(d, "#compare-link") == "Compare (0)")
     browser.get(address)
     until(browser, lambda d: loaded(d) and drawn(d) == ("3", "3", 3, 3))
+
+
+def test_a_halving_sweep_from_the_new_sweep_page_shows_its_rungs(
+    server: Server, browser: WebDriver, tmp_path: Path
+) -> None:
+    with server.client() as c:
+        before = counts(c)
+    new_sweep(server, browser, sine_points(200, seed=3))
+    type_into(browser, "f-hyperparameters-epochs", "27")
+    type_into(browser, "f-hyperparameters-validation_fraction", "0.2")
+    browser.find_element(By.ID, "mode-random").send_keys(Keys.SPACE)
+    for name, value in {"trials": "9", "seed": "3", "learning_rate-min": "0.02", "learning_rate-max": "1.5"}.items():
+        type_into(browser, f"f-random-{name}", value)
+    # The halving fields, reached with the keyboard, their bounds the service's.
+    browser.find_element(By.ID, "f-halving-set").send_keys(Keys.SPACE)
+    assert browser.find_element(By.ID, "f-halving-reduction_factor").get_attribute("value") == "3"
+    assert "≥ 2" in text(browser, "#f-halving-reduction_factor-hint")
+    assert "≤ 32" in text(browser, "#f-halving-brackets-hint")
+    visited, expected = tab_through(browser, "new-sweep")
+    assert visited == expected and expected[-1] == "new-sweep-submit"
+    assert {"f-halving-set", "f-halving-min_epochs", "f-halving-reduction_factor", "f-halving-brackets"} <= set(
+        expected
+    )
+    type_into(browser, "f-halving-min_epochs", "3")
+    type_into(browser, "f-halving-reduction_factor", "1")
+    browser.find_element(By.ID, "new-sweep-submit").send_keys(Keys.ENTER)
+    message = until(browser, lambda d: text(d, '[data-error-for="halving.reduction_factor"]'))
+    assert "greater than or equal to 2" in message
+    assert attribute(browser, "#f-halving-reduction_factor", "aria-invalid") == "true"
+    assert "Nothing was started" in text(browser, "#new-sweep-errors")
+    with server.client() as c:
+        assert counts(c) == before  # no dataset, job or sweep stored
+
+    type_into(browser, "f-halving-reduction_factor", "3")
+    browser.find_element(By.ID, "new-sweep-submit").send_keys(Keys.ENTER)
+    sweep, trials = sweep_started(server, browser)
+    assert sweep["status"] == "succeeded" and sweep["halving"] == {
+        "min_epochs": 3,
+        "reduction_factor": 3,
+        "brackets": 1,
+    }
+    assert sweep["trials"]["pruned"] == 8 and sweep["trials"]["succeeded"] == 1  # 9 -> 3 -> 1
+
+    until(browser, lambda d: attribute(d, "#rungs-chart", "data-series") == "9", timeout=60)
+    until(browser, lambda d: "1 succeeded, 8 pruned" in text(d, "#view .summary"))
+    # What uPlot draws: each series' label and how many epochs it has a point at.
+    drawn: list[list[Any]] = browser.execute_script(
+        """const u = document.getElementById("rungs-chart").chart;
+           return u.series.slice(1).map((s, i) => [s.label, u.data[i + 1].filter((v) => v != null).length]);"""
+    )
+    by_index = {int(label.split()[0][1:]): n for label, n in drawn}
+    assert by_index == {t["index"]: t["epochs_completed"] for t in trials}
+    survivor = next(t for t in trials if t["status"] == "succeeded")
+    assert by_index[survivor["index"]] == 27
+    assert all(by_index[t["index"]] in (3, 9) for t in trials if t["status"] == "pruned")
+    screenshot(browser, tmp_path / "halving-rungs.png", full_height=True)
