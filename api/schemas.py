@@ -279,6 +279,7 @@ class Limits(BaseModel):
 
 class HyperparameterSpec(BaseModel):
     json_schema: dict[str, Any] = Field(description="The JSON Schema of a job's or sweep's hyperparameters.")
+    halving: dict[str, Any] = Field(description="The JSON Schema of a sweep's `halving`.")
     sweepable: list[str] = Field(description="What a sweep's grid (or a random sweep's NAME_values) may vary.")
     ranges: dict[str, Literal["float", "int"]] = Field(
         description="What a random sweep may draw from a {min, max, log} range, and of which type."

@@ -4,7 +4,6 @@ limits, read by the dashboard's forms (and any client) instead of a copy of them
 from typing import Any, get_args
 
 from fastapi import APIRouter
-from pydantic import Field
 
 from api import schemas
 from api.deps import OwnerDep
@@ -14,19 +13,15 @@ from jobs.settings import get_settings
 router = APIRouter(tags=["hyperparameters"])
 
 
-class HyperparameterSpecWithHalving(schemas.HyperparameterSpec):
-    halving: dict[str, Any] = Field(description="The JSON Schema of a sweep's `halving`.")
-
-
 @router.get("/hyperparameters")
-async def get_hyperparameters(owner: OwnerDep) -> HyperparameterSpecWithHalving:
+async def get_hyperparameters(owner: OwnerDep) -> schemas.HyperparameterSpec:
     """The JSON Schema of `hyperparameters` (each field's default and bounds; epochs' maximum is
     this service's), which of them a sweep may vary and draw from a range, `halving`'s schema and
     the limits."""
     settings = get_settings()
     schema: dict[str, Any] = schemas.Hyperparameters.model_json_schema()
     schema["properties"]["epochs"]["maximum"] = settings.max_epochs
-    return HyperparameterSpecWithHalving(
+    return schemas.HyperparameterSpec(
         json_schema=schema,
         halving=schemas.Halving.model_json_schema(),
         sweepable=list(SWEEPABLE),
