@@ -21,7 +21,11 @@ FormatQuery = Annotated[export.Format, Query(description="onnx, pt2 (a torch.exp
 NO_RESULT = error(409, "The run has no result yet.")
 FILE: dict[int | str, dict[str, Any]] = {
     200: {
-        "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in export.MEDIA_TYPES.values()},
+        "content": {
+            export.MEDIA_TYPES["onnx"]: {"schema": {"type": "string", "format": "binary"}},
+            export.MEDIA_TYPES["pt2"]: {"schema": {"type": "string", "format": "binary"}},
+            export.MEDIA_TYPES["json"]: {"schema": {"type": "object"}},  # architecture, dtype, parameters, forward
+        },
         "description": "The model file, as an attachment.",
     }
 }
