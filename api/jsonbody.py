@@ -28,7 +28,7 @@ INLINE_BYTES = 1024 * 1024
 def small_body(request: Request) -> bool:
     """Whether the request's body is small enough that its JSON parses on the event loop."""
     length = request.headers.get("content-length", "")
-    return length.isdigit() and int(length) <= INLINE_BYTES
+    return length.isascii() and length.isdigit() and int(length) <= INLINE_BYTES
 
 
 def parse_json(raw: bytes) -> Any:

@@ -192,6 +192,16 @@ async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Call
             ended.clear()  # queued again (its worker was lost): wait on
 
 
+def whole_number(text: str, most: int) -> int | None:
+    """text as a number from 0 to most written in ASCII digits, else None.
+
+    Not str.isdigit(), which is true of "²" and "٣" too: int() refuses the first, and a header
+    arrives in latin-1, any byte a character."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(most)) or int(text) > most:
+        return None
+    return int(text)
+
+
 def prefer_wait(prefer: str | None) -> int | None:
     """The seconds of a `Prefer: wait=N` header (RFC 7240; N from 0 to 60), None without one;
     HTTPException 400 for a wait that is not such a number."""
@@ -200,8 +210,8 @@ def prefer_wait(prefer: str | None) -> int | None:
     for preference in prefer.split(","):
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
-            value = value.strip().strip('"')
-            if not value.isdigit() or int(value) > MAX_WAIT:
+            seconds = whole_number(value.strip().strip('"'), MAX_WAIT)
+            if seconds is None:
                 raise HTTPException(400, f"Prefer: wait must be a whole number of seconds from 0 to {MAX_WAIT}")
-            return int(value)
+            return seconds
     return None

@@ -21,7 +21,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from api import schemas
 from api.deps import JobDep, SweepDep
 from api.errors import error
-from api.live import State, Watcher
+from api.live import State, Watcher, whole_number
 from api.routes.jobs import job_out
 from api.routes.sweeps import sweep_out
 from jobs import results
@@ -31,6 +31,8 @@ from jobs.tables import Job, Sweep
 
 router = APIRouter(tags=["events"])
 
+# The largest Last-Event-ID taken (a larger one is a 400): past any job's epochs.
+LAST_EVENT_ID = 9_999_999_999
 # History entries per progress event: a stream that starts at epoch 0 of a million-epoch job
 # sends it in pieces that each encode in about a millisecond.
 PIECE = 20_000
@@ -64,12 +66,14 @@ LastEventId = Annotated[
 ]
 
 
-def _epochs_sent(last_event_id: str | None) -> int:
+def _epochs_sent(last_event_id: str | None, epochs: int) -> int:
+    """The epochs a stream resumed after Last-Event-ID has sent (at most the job's epochs)."""
     if last_event_id is None:
         return 0
-    if not last_event_id.isdigit() or len(last_event_id) > 10:
+    sent = whole_number(last_event_id, LAST_EVENT_ID)
+    if sent is None:
         raise HTTPException(400, "Last-Event-ID must be the id of a progress event: a number of epochs")
-    return int(last_event_id)
+    return min(sent, epochs)
 
 
 def _job(job_id: str) -> Job | None:
@@ -176,7 +180,7 @@ def _stream(events: AsyncIterator[ServerSentEvent], stopping: anyio.Event) -> Ev
 async def job_events(job: JobDep, request: Request, last_event_id: LastEventId = None) -> EventSourceResponse:
     """The job's loss history as it grows and its status changes, as Server-Sent Events; a
     finished job's stream sends its history and final status, then ends."""
-    sent, stopping = _epochs_sent(last_event_id), anyio.Event()
+    sent, stopping = _epochs_sent(last_event_id, job.hyperparameters["epochs"]), anyio.Event()
     return _stream(_job_events(request.app.state.watcher, job.id, sent, stopping), stopping)
 
 

@@ -254,10 +254,6 @@ async def result_response(
     epochs [start, stop) (at most max_points of them) encoded in a thread from the arrays the
     database gave, in pieces (FastAPI would build and encode a model of a million floats in one
     call on the event loop); big ones one at a time."""
-    # No history is longer than max_epochs: clamping changes no answer and keeps the byte
-    # offsets the database computes within its integer type.
-    longest = min(get_settings().max_epochs, 2**27)
-    start, stop = min(start, longest), min(stop, longest) if stop is not None else None
     sliced = start > 0 or stop is not None or max_points is not None
 
     def encode() -> bytes:
