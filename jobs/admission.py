@@ -93,6 +93,16 @@ def _check_learning_rate(hp: dict[str, Any], loc: tuple[str | int, ...], said: s
         )
 
 
+def _check_dtype_range(hp: dict[str, Any], loc: tuple[str | int, ...], said: str) -> None:
+    """InvalidInput naming the field whose value the engine would cast to inf in the run's dtype
+    (a float32 initial parameter of 1e39 trains as inf: a result no JSON can hold)."""
+    values: list[tuple[tuple[str, ...], str, float]] = [(("learning_rate",), "learning_rate", hp["learning_rate"])]
+    for name, value in (hp["initial_parameters"] or {}).items():
+        values.append((("initial_parameters", name), f"initial_parameters.{name}", value))
+    for where, name, value in values:
+        _check_range(hp["dtype"], name, abs(value), (*loc, *where), said)
+
+
 def _check_base(request: Request, has_cuda: Callable[[], bool]) -> None:
     if request.hyperparameters["device"] == "cuda" and not has_cuda():
         message = "no GPU worker is running: use device auto or cpu, or start a worker on a machine with a GPU"
@@ -116,6 +126,7 @@ def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tup
     if hp["epochs"] > settings.max_epochs:
         raise InvalidInput((*loc, "epochs"), f"{said}at most {settings.max_epochs} epochs")
     _check_learning_rate(hp, loc, said)
+    _check_dtype_range(hp, loc, said)
     try:
         check_config(config_from(hp))
         split_sizes(n_points, hp["validation_fraction"], hp["batch_size"])

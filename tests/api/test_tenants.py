@@ -2,10 +2,12 @@
 encoding, values at the edge of a dtype or of the database's integers, names a plotting library
 would read as markup. Real `tinytrain serve` processes on SQLite and PostgreSQL."""
 
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from httpx_sse import connect_sse
 
@@ -14,6 +16,8 @@ from tests.support.server import Server
 
 POINTS = {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]}
 QUICK = {"batch_size": 2, "epochs": 30, "validation_fraction": 0.25}
+WAIT = {"Prefer": "wait=30"}
+SVG = "{http://www.w3.org/2000/svg}"
 # Every byte a header value may hold that is not an ASCII digit, and some that int() reads as
 # digits though they are none (latin-1's superscripts, and the UTF-8 of Arabic-Indic three).
 ODD_BYTES = [bytes([b]) for b in range(0x21, 0x100) if not 0x30 <= b <= 0x39 and b not in b'"\x7f']
@@ -95,3 +99,65 @@ def test_any_slice_of_a_result_is_a_200_and_empty_where_it_holds_no_epoch(
         assert len(got["loss_history"]) == len(got["epochs"]) == expected
         r = client.get(path, params={**params, "max_points": 2})
         assert r.status_code == 200 and len(r.json()["loss_history"]) == min(2, expected), (start, stop)
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+INIT = {"w11": 0.7, "w12": -1.1, "b11": 0.2, "b12": 0.4, "w21": 0.9, "w22": -0.6, "b2": 0.1}
+
+
+def _counts(client: httpx.Client) -> list[int]:
+    return [len(client.get(f"/v1/{kind}", params={"limit": 100}).json()["items"]) for kind in ("jobs", "sweeps")]
+
+
+@pytest.mark.parametrize("name", ["w11", "b2"])
+@pytest.mark.parametrize("value", [1e308, -1e39, float(np.nextafter(F32_MAX, np.inf, dtype=np.float64))])
+def test_a_value_past_the_dtypes_range_is_a_422_naming_it_and_nothing_is_queued(
+    client: httpx.Client, name: str, value: float
+) -> None:
+    before = _counts(client)
+    float32 = {**QUICK, "dtype": "float32"}
+    past = {**INIT, name: value}
+    cases: list[tuple[str, dict[str, Any], list[str | int]]] = [
+        ("/v1/jobs", {"hyperparameters": {**float32, "initial_parameters": past}}, ["hyperparameters"]),
+        ("/v1/sweeps", {"hyperparameters": float32, "grid": {"initial_parameters": [INIT, past]}}, ["trials", 1]),
+        ("/v1/jobs", {"hyperparameters": {**float32, "learning_rate": abs(value)}}, ["hyperparameters"]),
+    ]
+    for path, body, loc in cases:
+        r = client.post(path, json={"dataset": POINTS, **body})
+        assert r.status_code == 422, (path, body, r.text)
+        [error] = r.json()["detail"]
+        field = ["learning_rate"] if "learning_rate" in body["hyperparameters"] else ["initial_parameters", name]
+        assert error["loc"] == ["body", *loc, *field] and "float32" in error["msg"], error
+    assert _counts(client) == before
+    # At the edge itself, and in float64, the same values train (to a finite result, or diverged).
+    edge = {**float32, "initial_parameters": {**INIT, name: F32_MAX}}
+    wide = {**QUICK, "dtype": "float64", "initial_parameters": {**INIT, name: value}}
+    for hp in (edge, wide):
+        r = client.post("/v1/jobs", json={"dataset": POINTS, "hyperparameters": hp}, headers=WAIT)
+        assert r.status_code == 200 and r.json()["status"] in ("succeeded", "failed"), r.text
+        assert r.json()["error"] is None or r.json()["error"]["code"] == "diverged", r.text
+
+
+MARKUP = ["a $\\undefinedmacro$ b", "$\\frac{1}{$", "$x^{$", "{" * 200, "$$", "\\$x$ <b>&amp;</b> ]]> %s {0}"]
+
+
+@pytest.mark.parametrize("name", MARKUP)
+def test_a_name_is_text_in_the_plot_whatever_markup_it_holds(client: httpx.Client, name: str) -> None:
+    r = client.post("/v1/jobs", json={"dataset": POINTS, "hyperparameters": QUICK, "name": name}, headers=WAIT)
+    assert r.status_code == 200, r.text
+    plot = client.get(f"/v1/jobs/{r.json()['id']}/plot.svg")
+    assert plot.status_code == 200, plot.text
+    title = ET.fromstring(plot.content).find(f".//{SVG}title")
+    assert title is not None and title.text is not None and title.text.startswith(f"{name}: learning rate")
+
+
+def test_the_plot_of_a_job_at_the_ends_of_float64_is_drawn(client: httpx.Client) -> None:
+    """A GET never blames a body: such a plot was a 422 saying x[0] is not a finite number."""
+    big = float(np.finfo(np.float64).max)
+    for x, y in [([-1e308, 1e308], [1e308, -1e308]), ([-big, big], [big, -big]), ([big, big], [-big, 0.0])]:
+        hp = {"batch_size": 1, "epochs": 5, "dtype": "float64"}
+        r = client.post("/v1/jobs", json={"dataset": {"x": x, "y": y}, "hyperparameters": hp}, headers=WAIT)
+        assert r.status_code == 200 and r.json()["result"] is not None, r.text
+        plot = client.get(f"/v1/jobs/{r.json()['id']}/plot.svg")
+        assert plot.status_code == 200, (x, y, plot.text)
+        ET.fromstring(plot.content)
