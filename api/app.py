@@ -9,6 +9,7 @@ from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.deps import KeyBeforeBody
+from api.headers import SecurityHeaders
 from api.limits import BodySizeLimit
 from api.live import Watcher
 from api.ratelimit import RateLimit
@@ -68,7 +69,9 @@ def create_app() -> FastAPI:
     # The key before the body (KeyBeforeBody), inside the cheaper check of its declared size.
     app.add_middleware(KeyBeforeBody)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_predict_points=settings.max_predict_points)
-    # Outermost: the latency of every answer, the 401s, 413s and 429s of the checks inside too.
+    # The latency of every answer, the 401s, 413s and 429s of the checks inside too.
     app.add_middleware(metrics.RequestLatency)
+    # Outermost: every answer gets its headers.
+    app.add_middleware(SecurityHeaders)
     errors.install(app)
     return app
