@@ -172,8 +172,10 @@ def admit_job(*, session: Session, request: Request, settings: Settings, has_cud
     n_points, dataset_id, inline = _dataset(session, request, settings)
     request = replace(request, hyperparameters=with_batch_size(request.hyperparameters, n_points))
     check_runs([request.hyperparameters], n_points, settings, sweep=False)
+    hp = request.hyperparameters
     job = Job(
         **_requested(request, "job", dataset_id),
+        history_bytes=storage.history_bytes(hp["epochs"], hp["validation_fraction"]),
         attempts=0,
         cancel_requested=False,
         epochs_completed=0,
@@ -231,6 +233,7 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
         objective=objective,
         trials_total=len(resolved),
         epochs_total=sum(hp["epochs"] for hp in resolved),
+        history_bytes=storage.history_bytes(sum(hp["epochs"] for hp in resolved), base["validation_fraction"]),
     )
     chunks = [
         SweepChunk(
@@ -258,17 +261,18 @@ def enqueue(
     """Store what was admitted, then dispatch its runs (a job, or a sweep's chunks); (row, created).
 
     The quotas are checked in the storing transaction, as it stands before its commit: the
-    owner's active jobs and sweeps, and (points sent inline) their storage, which counts the new
-    dataset then. A retry with the same Idempotency-Key returns the first row, created False,
-    and dispatches nothing. When the queue is down the row is taken back (QueueUnavailable),
-    unless a worker has claimed it already: then the message did go out, and the row stands."""
+    owner's active jobs and sweeps, and their storage, which counts the new dataset (points sent
+    inline) and what the new run's histories will store then. A retry with the same
+    Idempotency-Key returns the first row, created False, and dispatches nothing. When the queue
+    is down the row is taken back (QueueUnavailable), unless a worker has claimed it already:
+    then the message did go out, and the row stands."""
     owner, limit = admitted.row.owner, settings.max_storage_bytes_per_owner
     row, created = lifecycle.submit(
         session=session,
         row=admitted.row,
         max_active=settings.max_active_jobs_per_owner,
         extra=admitted.extra,
-        check=(lambda: storage.check_room(session, owner, 0, limit)) if admitted.inline else None,
+        check=lambda: storage.check_room(session, owner, 0, limit),
     )
     if not created:
         return row, False
