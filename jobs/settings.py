@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     max_active_jobs_per_owner: int = Field(
         100, ge=1, description="Most queued + running jobs and sweeps of one owner (429)."
     )
+    max_streams_per_owner: int = Field(
+        200, ge=1, description="Most open event streams of one owner in each serve process (429 beyond)."
+    )
+    max_waiting_per_owner: int = Field(
+        100,
+        ge=0,
+        description="Most requests of one owner waiting with Prefer: wait in each serve process; "
+        "beyond it a request is answered at once (its preference not applied).",
+    )
     rate_limit: str = Field("50/second", description="Requests per API key, e.g. 40/second or 600/minute (429).")
     request_threads: int = Field(4, ge=1, description="Threads running the sync routes (writes, lists, predict).")
     progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")

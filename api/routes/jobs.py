@@ -30,7 +30,7 @@ from api.deps import (
 )
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute, small_body
-from api.live import prefer_wait, until_ended, wait_deadline
+from api.live import Watcher, prefer_wait, until_ended, wait_deadline
 from api.pages import Cursor, Limit, owned_page
 from jobs import admission, lifecycle, reads, results, storage, tables
 from jobs.errors import Conflict
@@ -155,15 +155,22 @@ async def _waited(
     read again; job itself without a wait."""
     if seconds is None:
         return job
-    response.headers["Preference-Applied"] = f"wait={seconds}"
     if job.status not in ACTIVE:
+        response.headers["Preference-Applied"] = f"wait={seconds}"
         return job
+    watcher: Watcher = request.app.state.watcher
+    if not watcher.waiting.take(job.owner):
+        return job  # the owner has enough requests waiting: answered now, the preference not applied (RFC 7240)
+    response.headers["Preference-Applied"] = f"wait={seconds}"
 
     async def read() -> tables.Job:
         found = await short_read(reads.owned_by_id, tables.Job, job.id)
         return found or job  # deleted meanwhile: what was read before
 
-    return await until_ended(request.app.state.watcher, job.id, deadline, read)
+    try:
+        return await until_ended(watcher, job.id, deadline, read)
+    finally:
+        watcher.waiting.give_back(job.owner)
 
 
 @router.post("", status_code=202, responses={200: ENDED_WITHIN, **QUEUE_DOWN})

@@ -2,8 +2,11 @@
 encoding, values at the edge of a dtype or of the database's integers, names a plotting library
 would read as markup. Real `tinytrain serve` processes on SQLite and PostgreSQL."""
 
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -11,7 +14,9 @@ import numpy as np
 import pytest
 from httpx_sse import connect_sse
 
+from tests.support.cli import tinytrain
 from tests.support.client import wait_for
+from tests.support.data import sine_points
 from tests.support.server import Server
 
 POINTS = {"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0, 1.0]}
@@ -161,3 +166,54 @@ def test_the_plot_of_a_job_at_the_ends_of_float64_is_drawn(client: httpx.Client)
         plot = client.get(f"/v1/jobs/{r.json()['id']}/plot.svg")
         assert plot.status_code == 200, (x, y, plot.text)
         ET.fromstring(plot.content)
+
+
+LONG = {"learning_rate": 0.001, "batch_size": 1, "epochs": 1_000_000, "device": "cpu"}  # trains past the test
+
+
+def test_open_streams_and_waiting_requests_are_capped_per_owner_and_a_revoked_keys_streams_end(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    server = make_server(database_url=database_url, max_streams_per_owner="3", max_waiting_per_owner="2")
+    ann_key, bob_key = server.new_key("ann"), server.new_key("bob")
+    with server.client(ann_key) as ann, server.client(bob_key) as bob, ExitStack() as open_streams:
+        job = ann.post("/v1/jobs", json={"dataset": sine_points(2000), "hyperparameters": LONG}).json()["id"]
+        theirs = bob.post("/v1/jobs", json={"dataset": POINTS, "hyperparameters": QUICK}, headers=WAIT).json()["id"]
+        wait_for(ann, job, "running")
+
+        def stream(c: httpx.Client, job_id: str) -> Iterator[Any]:
+            own = open_streams.enter_context(server.client(c.headers["Authorization"].removeprefix("Bearer ")))
+            source = open_streams.enter_context(connect_sse(own, "GET", f"/v1/jobs/{job_id}/events"))
+            assert source.response.status_code == 200
+            return source.iter_sse()
+
+        held = [stream(ann, job) for _ in range(3)]
+        assert all(next(events).event in ("progress", "status") for events in held)
+        over = ann.get(f"/v1/jobs/{job}/events")
+        assert over.status_code == 429 and "3 open event streams is the limit per owner" in over.json()["detail"]
+        assert list(stream(bob, theirs))[-1].event == "status"  # another owner's: theirs to open
+
+        # Two requests of ann wait; a third is answered at once, its preference not applied.
+        with ThreadPoolExecutor(2) as pool:
+            waiting = [pool.submit(ann.get, f"/v1/jobs/{job}", headers={"Prefer": "wait=3"}) for _ in range(2)]
+            time.sleep(1)
+            started = time.monotonic()
+            now = ann.get(f"/v1/jobs/{job}", headers={"Prefer": "wait=3"})
+            assert time.monotonic() - started < 1 and now.status_code == 200
+            assert "Preference-Applied" not in now.headers
+            assert all(w.result().headers["Preference-Applied"] == "wait=3" for w in waiting)
+
+        tinytrain("keys", "revoke", ann_key[:10], env=server.env, cwd=server.workdir)
+        revoked = time.monotonic()
+        for events in held:
+            for _ in events:  # to the stream's end
+                pass
+        assert time.monotonic() - revoked < 5
+        assert ann.get(f"/v1/jobs/{job}").status_code == 401
+        # The owner's streams were given back with them: a new key of ann's opens three again.
+        with server.client(server.new_key("ann")) as again:
+            held = [stream(again, job) for _ in range(3)]
+            assert again.get(f"/v1/jobs/{job}/events").status_code == 429
+            assert again.post(f"/v1/jobs/{job}/cancel").status_code == 202
+            for events in held:
+                assert [e.json()["status"] for e in events if e.event == "status"][-1] == "cancelled"
