@@ -2,6 +2,8 @@
 encoding, values at the edge of a dtype or of the database's integers, names a plotting library
 would read as markup. Real `tinytrain serve` processes on SQLite and PostgreSQL."""
 
+import json
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -217,3 +219,46 @@ def test_open_streams_and_waiting_requests_are_capped_per_owner_and_a_revoked_ke
             assert again.post(f"/v1/jobs/{job}/cancel").status_code == 202
             for events in held:
                 assert [e.json()["status"] for e in events if e.event == "status"][-1] == "cancelled"
+
+
+def test_a_grid_over_the_trial_limit_is_refused_from_its_lengths_and_the_loop_stays_free(
+    each_database_server: Server, client: httpx.Client
+) -> None:
+    million = {"dataset": POINTS, "hyperparameters": QUICK, "grid": {"seed": list(range(1_000_000))}}  # 7.9 MB
+    body = json.dumps(million).encode()
+    gaps: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with httpx.Client(base_url=each_database_server.url) as c:
+            while not done.is_set():
+                started = time.monotonic()
+                assert c.get("/healthz").status_code == 200
+                gaps.append(time.monotonic() - started)
+                time.sleep(0.01)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            r = client.post("/v1/sweeps", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, r.text[:300]
+            assert r.json()["detail"][0]["loc"] == ["body", "grid"], r.text[:300]
+            assert "1000000 trials is over the limit of 10000" in r.json()["detail"][0]["msg"]
+            assert time.monotonic() - started < 5
+    finally:
+        done.set()
+        prober.join()
+    assert max(gaps) < 1.5, sorted(gaps)[-5:]
+    # Small bodies too (parsed on the event loop), and random draws; values within the limit are checked.
+    over: list[tuple[dict[str, Any], list[str]]] = [
+        ({"grid": {"seed": list(range(101)), "batch_size": list(range(1, 101))}}, ["body", "grid"]),
+        ({"random": {"trials": 10_001}}, ["body", "random", "trials"]),
+        ({"random": {"trials": 2, "seed_values": list(range(10_001))}}, ["body", "random"]),
+    ]
+    for sweep, loc in over:
+        r = client.post("/v1/sweeps", json={"dataset": POINTS, "hyperparameters": QUICK, **sweep})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text[:300]
+    r = client.post("/v1/sweeps", json={"dataset": POINTS, "grid": {"seed": [*range(9_999), -1]}})
+    assert r.status_code == 422 and "seed: Input should be greater than or equal to 0 (-1)" in r.text, r.text[:300]
