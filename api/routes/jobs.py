@@ -235,15 +235,20 @@ _BIG = 100_000  # history entries from which a result waits its turn (2 MB of JS
 _PIECE = 8192  # history entries per encoder call: well under a millisecond with the GIL held
 
 
+def json_numbers(values: npt.NDArray[Any]) -> Iterator[bytes]:
+    """values as JSON numbers (null where not finite), comma-separated, in short pieces."""
+    for i in range(0, values.size, _PIECE):
+        time.sleep(0)  # lets the GIL go: the event loop, if it waits for it, gets it now
+        piece = pydantic_core.to_json(values[i : i + _PIECE].tolist(), inf_nan_mode="null")
+        yield (b"," if i else b"") + piece[1:-1]
+
+
 def _json_array(values: npt.NDArray[Any] | None) -> Iterator[bytes]:
     if values is None:
         yield b"null"
         return
     yield b"["
-    for i in range(0, values.size, _PIECE):
-        time.sleep(0)  # lets the GIL go: the event loop, if it waits for it, gets it now
-        piece = pydantic_core.to_json(values[i : i + _PIECE].tolist(), inf_nan_mode="null")
-        yield (b"," if i else b"") + piece[1:-1]
+    yield from json_numbers(values)
     yield b"]"
 
 

@@ -262,3 +262,61 @@ def test_a_grid_over_the_trial_limit_is_refused_from_its_lengths_and_the_loop_st
         assert r.status_code == 422 and r.json()["detail"][0]["loc"] == loc, r.text[:300]
     r = client.post("/v1/sweeps", json={"dataset": POINTS, "grid": {"seed": [*range(9_999), -1]}})
     assert r.status_code == 422 and "seed: Input should be greater than or equal to 0 (-1)" in r.text, r.text[:300]
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_big_datasets_points_stream_off_the_loop_in_bounded_memory(
+    each_database_server: Server, client: httpx.Client
+) -> None:
+    n = 2_000_000
+    x = np.arange(n) * 0.5 - 7
+    csv = "x,y\n" + "".join(f"{i * 0.5 - 7},{i % 7}\n" for i in range(n))
+    r = client.post("/v1/datasets", content=csv, headers={"Content-Type": "text/csv"}, timeout=120)
+    assert r.status_code == 201, r.text
+    path = f"/v1/datasets/{r.json()['id']}/points"
+    whole = client.get(path, timeout=120).json()
+    assert whole["x"] == x.tolist() and whole["y"] == (np.arange(n) % 7.0).tolist()
+    for most in (2, 3, 1000, 131_073, n - 1, n):
+        picked = np.unique(np.linspace(0, n - 1, most).round().astype(np.int64)) if most < n else np.arange(n)
+        got = client.get(path, params={"max_points": most}, timeout=120).json() if most <= 1_000_000 else None
+        if got is not None:
+            assert got["x"] == x[picked].tolist() and got["y"] == (picked % 7.0).tolist(), most
+    del whole
+
+    pid = each_database_server.process.pid if each_database_server.process else 0
+    before, peak, gaps = rss_mb(pid), 0.0, []
+    done = threading.Event()
+
+    def probe() -> None:
+        nonlocal peak
+        with httpx.Client(base_url=each_database_server.url) as c:
+            while not done.is_set():
+                started = time.monotonic()
+                assert c.get("/healthz").status_code == 200
+                gaps.append(time.monotonic() - started)
+                peak = max(peak, rss_mb(pid))
+                time.sleep(0.02)
+
+    def read(_: int) -> int:
+        with each_database_server.client() as c, c.stream("GET", path) as streamed:
+            return sum(len(chunk) for chunk in streamed.iter_bytes())
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            sizes = list(pool.map(read, range(4)))
+    finally:
+        done.set()
+        prober.join()
+    assert len(set(sizes)) == 1
+    assert peak - before < 150, (before, peak)
+    assert max(gaps) < 1.5, sorted(gaps)[-5:]
+    assert client.delete(path.removesuffix("/points")).status_code == 204
+    assert client.get(path).status_code == 404
