@@ -70,7 +70,12 @@ def create_app() -> FastAPI:
     app.mount("/ui", ui.files, name="ui")
     # The key before the body (KeyBeforeBody), inside the cheaper check of its declared size.
     app.add_middleware(KeyBeforeBody)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_predict_points=settings.max_predict_points)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        max_predict_points=settings.max_predict_points,
+        body_timeout=settings.body_timeout_seconds,
+    )
     # The latency of every answer, the 401s, 413s and 429s of the checks inside too.
     app.add_middleware(metrics.RequestLatency)
     # Outermost: every answer gets its headers.

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     local_workers: int = Field(2, ge=1, description="Processes of the local executor's pool.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     max_points: int = Field(10_000_000, ge=1, description="Most points in one dataset.")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body that sends nothing for this long is a 408."
+    )
     max_epochs: int = Field(1_000_000, ge=1, description="Most epochs of one job.")
     max_predict_points: int = Field(100_000, ge=1, description="Most x values in one predict request.")
     max_work: int = Field(

@@ -3,6 +3,7 @@ encoding, values at the edge of a dtype or of the database's integers, names a p
 would read as markup. Real `tinytrain serve` processes on SQLite and PostgreSQL."""
 
 import json
+import socket
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -320,3 +321,53 @@ def test_a_big_datasets_points_stream_off_the_loop_in_bounded_memory(
     assert max(gaps) < 1.5, sorted(gaps)[-5:]
     assert client.delete(path.removesuffix("/points")).status_code == 204
     assert client.get(path).status_code == 404
+
+
+def closed_after(sock: socket.socket, within: float) -> tuple[float | None, bytes]:
+    """Read sock until the server closes it: (seconds it took, what came), None if still open."""
+    sock.settimeout(within)
+    started, data = time.monotonic(), b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        return None, data
+    return time.monotonic() - started, data
+
+
+def test_serve_closes_idle_connections_and_bodies_that_stop_arriving(make_server: Callable[..., Server]) -> None:
+    """What serve closes itself (docs/operations.md says where the rest is closed: a connection
+    that never finishes its headers is the proxy's in front, as uvicorn has no header timeout)."""
+    server = make_server(body_timeout_seconds="2")
+    head = b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    key = f"Authorization: Bearer {server.key}\r\n".encode()
+    body = json.dumps({"dataset": POINTS, "hyperparameters": QUICK}).encode()
+    with ExitStack() as sockets:
+
+        def connect() -> socket.socket:
+            return sockets.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+
+        idle = connect()  # after its answer, idle: closed by uvicorn's keep-alive timeout (5 s)
+        idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        took, answer = closed_after(idle, 10)
+        assert answer.startswith(b"HTTP/1.1 200") and took is not None and took < 7
+        stranger = connect()  # a body without a key is never waited for: 401 at once
+        stranger.sendall(head + b"Content-Length: 1000000\r\n\r\n")
+        stranger.settimeout(2)
+        assert stranger.recv(100).startswith(b"HTTP/1.1 401")
+        stalled = connect()  # a key's body that stops arriving: 408 after the body timeout
+        stalled.sendall(head + key + b"Content-Length: %d\r\n\r\n" % len(body) + body[:10])
+        started = time.monotonic()
+        stalled.settimeout(10)
+        answer = b""
+        while not answer.endswith(b"}"):
+            answer += stalled.recv(1000)
+        assert answer.startswith(b"HTTP/1.1 408") and b"stopped arriving" in answer, answer[:300]
+        assert 1.5 < time.monotonic() - started < 5
+        slow = connect()  # a slow body that keeps coming is read to its end
+        slow.sendall(head + key + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+        for i in range(0, len(body), len(body) // 3 + 1):
+            time.sleep(1.2)
+            slow.sendall(body[i : i + len(body) // 3 + 1])
+        took, answer = closed_after(slow, 10)
+        assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
