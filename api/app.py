@@ -9,6 +9,7 @@ from fastapi_offline import FastAPIOffline
 
 from api import errors
 from api.deps import KeyBeforeBody
+from api.headers import SecurityHeaders
 from api.limits import BodySizeLimit
 from api.live import Watcher
 from api.ratelimit import RateLimit
@@ -69,7 +70,9 @@ def create_app() -> FastAPI:
     app.state.executor = executor
     app.state.readiness = service.Readiness(executor)
     app.state.metrics = metrics.Exporter(app.state.readiness)
-    app.state.watcher = Watcher(settings.progress_interval_seconds)
+    app.state.watcher = Watcher(
+        settings.progress_interval_seconds, settings.max_streams_per_owner, settings.max_waiting_per_owner
+    )
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.
     routers = (datasets, jobs, plots, sweeps, events, hyperparameters, export, webhooks)
@@ -81,8 +84,15 @@ def create_app() -> FastAPI:
     app.mount("/ui", ui.files, name="ui")
     # The key before the body (KeyBeforeBody), inside the cheaper check of its declared size.
     app.add_middleware(KeyBeforeBody)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_predict_points=settings.max_predict_points)
-    # Outermost: the latency of every answer, the 401s, 413s and 429s of the checks inside too.
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        max_predict_points=settings.max_predict_points,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    # The latency of every answer, the 401s, 413s and 429s of the checks inside too.
     app.add_middleware(metrics.RequestLatency)
+    # Outermost: every answer gets its headers.
+    app.add_middleware(SecurityHeaders)
     errors.install(app)
     return app

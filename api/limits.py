@@ -1,4 +1,5 @@
-"""Request body size limits, counted as the body streams in (chunked bodies too).
+"""Request body limits, counted as the body streams in (chunked bodies too): its size, and the
+time it may stall.
 
 This middleware answers 413 from Content-Length before reading anything, and stops a longer
 stream at the limit, with a message that names the limit. (FastAPI 0.165 has max_body_size, whose
@@ -10,6 +11,7 @@ body (a read, a delete, a cancel) 64 KiB, not 64 MiB to stream before its 413.""
 
 import re
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,9 +30,19 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than the limit of {limit} bytes{why}")
 
 
+class BodyTimeout(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body stopped arriving: nothing came for {seconds:g} s")
+
+
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int, max_predict_points: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    """Also a body that stops arriving: a receive that waits body_timeout seconds for the next
+    piece of an unfinished body is a 408 (uvicorn has no such timeout, and its graceful stop
+    waited for such a request without end). Once the body is whole, receive() waits as long as
+    it likes: a streaming answer waits in it for the client to leave."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_predict_points: int, body_timeout: float) -> None:
+        self.app, self.max_bytes, self.body_timeout = app, max_bytes, body_timeout
         predict_bytes = SLACK_BYTES + PREDICT_BYTES_PER_VALUE * max_predict_points
         why = f" of a predict request (at most {max_predict_points} x values)"
         self.predict = (min(max_bytes, predict_bytes), why)
@@ -56,11 +68,18 @@ class BodySizeLimit:
             detail = BodyTooLarge(limit, why).detail if status == 413 else "invalid Content-Length"
             await JSONResponse({"detail": detail}, status_code=status)(scope, receive, send)
             return
-        received = 0
+        received, whole = 0, False
 
         async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole
+            if whole:
+                return await receive()
+            try:
+                with anyio.fail_after(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.body_timeout) from None
+            whole = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > limit:
                 # An HTTPException, so FastAPI's body parsing passes it on as the 413 it is.

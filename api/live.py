@@ -11,15 +11,18 @@ workers through Redis), so a request waiting for a job that takes milliseconds i
 """
 
 import asyncio
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import HTTPException
 from sqlalchemy import case, func, select
 
 from api.deps import short_read
+from jobs import keys
 from jobs.db import new_session
 from jobs.status import ACTIVE
 from jobs.tables import Job, Sweep, SweepChunk
@@ -28,6 +31,7 @@ T = TypeVar("T")
 MAX_WAIT = 60  # seconds a request may ask to wait (Prefer: wait)
 ANSWER_MARGIN = 0.2  # seconds before a wait's end at which its answer is read and sent
 RECENT_ENDS = 256  # ended runs a serve remembers (a row each)
+KEY_CHECK = 1.0  # seconds between checks that the keys of the open streams are valid
 State = tuple[Any, ...]  # of a job: (status, epochs completed); of a sweep: (status, epochs, chunks ended)
 
 
@@ -51,11 +55,42 @@ def _states(ids: list[str]) -> dict[str, State]:
         return found
 
 
-class Watcher:
-    """Polls the followed runs every interval seconds while any stream follows one."""
+def _valid_keys(digests: list[str]) -> set[str]:
+    with new_session() as session:
+        return keys.valid(session=session, digests=digests)
 
-    def __init__(self, interval: float) -> None:
+
+class PerOwner:
+    """How many of something (open streams, waiting requests) each owner holds in this process,
+    at most limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: Counter[str] = Counter()
+
+    def take(self, owner: str) -> bool:
+        """One more for owner, unless they hold limit already (False)."""
+        if self._held[owner] >= self.limit:
+            return False
+        self._held[owner] += 1
+        return True
+
+    def give_back(self, owner: str) -> None:
+        self._held[owner] -= 1
+        if not self._held[owner]:
+            del self._held[owner]
+
+
+class Watcher:
+    """Polls the followed runs every interval seconds while any stream follows one; and every
+    KEY_CHECK seconds, whether the keys of the open streams are still valid."""
+
+    def __init__(self, interval: float, max_streams: int, max_waiting: int) -> None:
         self.interval = interval
+        self.streams = PerOwner(max_streams)
+        self.waiting = PerOwner(max_waiting)
+        self._keys: dict[str, set[anyio.Event]] = {}  # a key's digest: the ends of its open streams
+        self._keys_checked = 0.0
         self._following: dict[str, int] = {}  # run id: streams and waiting requests following it
         self._streams: dict[str, int] = {}  # run id: the streams among them
         self._states: dict[str, State] = {}
@@ -91,6 +126,28 @@ class Watcher:
                 self._streams[run_id] -= 1
                 if not self._streams[run_id]:
                     del self._streams[run_id]
+
+    @contextmanager
+    def until_revoked(self, digest: str, end: anyio.Event) -> Iterator[None]:
+        """Within: end is set within KEY_CHECK seconds (and a poll) of the key's revocation."""
+        self._keys.setdefault(digest, set()).add(end)
+        try:
+            yield
+        finally:
+            self._keys[digest].discard(end)
+            if not self._keys[digest]:
+                del self._keys[digest]
+
+    async def _check_keys(self) -> None:
+        now = time.monotonic()
+        if not self._keys or now - self._keys_checked < KEY_CHECK:
+            return
+        self._keys_checked = now
+        valid = await short_read(_valid_keys, list(self._keys))
+        for digest, ends in list(self._keys.items()):
+            if digest not in valid:
+                for end in ends:
+                    end.set()
 
     def start(self) -> None:
         """On serve's event loop, before the executor starts: pokes come from then on."""
@@ -155,6 +212,7 @@ class Watcher:
                 for run_id, ended in self._ends.items():
                     if run_id in states and states[run_id][0] not in ACTIVE:
                         ended.set()  # a run the executor did not say ended (another serve's, Celery's lost word)
+                await self._check_keys()
             first = True
             try:
                 await asyncio.wait_for(self._poked.wait(), self.interval)
@@ -192,6 +250,16 @@ async def until_ended(watcher: Watcher, job_id: str, deadline: float, read: Call
             ended.clear()  # queued again (its worker was lost): wait on
 
 
+def whole_number(text: str, most: int) -> int | None:
+    """text as a number from 0 to most written in ASCII digits, else None.
+
+    Not str.isdigit(), which is true of "²" and "٣" too: int() refuses the first, and a header
+    arrives in latin-1, any byte a character."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(most)) or int(text) > most:
+        return None
+    return int(text)
+
+
 def prefer_wait(prefer: str | None) -> int | None:
     """The seconds of a `Prefer: wait=N` header (RFC 7240; N from 0 to 60), None without one;
     HTTPException 400 for a wait that is not such a number."""
@@ -200,8 +268,8 @@ def prefer_wait(prefer: str | None) -> int | None:
     for preference in prefer.split(","):
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
-            value = value.strip().strip('"')
-            if not value.isdigit() or int(value) > MAX_WAIT:
+            seconds = whole_number(value.strip().strip('"'), MAX_WAIT)
+            if seconds is None:
                 raise HTTPException(400, f"Prefer: wait must be a whole number of seconds from 0 to {MAX_WAIT}")
-            return int(value)
+            return seconds
     return None

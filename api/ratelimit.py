@@ -6,9 +6,10 @@ import logging
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException
-from limits import RateLimitItem, parse
+from limits import parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
@@ -17,41 +18,57 @@ from jobs.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def _retry_after(limiter: SlidingWindowCounterRateLimiter, limit: RateLimitItem, *identity: str) -> str:
-    """Seconds until identity may try again, for Retry-After (1 if the storage went down meanwhile)."""
-    try:
-        reset = (await limiter.get_window_stats(limit, *identity)).reset_time
-    except Exception:
-        log.warning("rate limit storage unavailable; Retry-After guessed", exc_info=True)
-        return "1"
-    return str(max(1, math.ceil(reset - time.time())))
+class Counted:
+    """A limit of the `limits` library, counted per identity in the service's storage (Redis,
+    or this process's memory). While the storage is down nothing is counted: serve rather than
+    fail every request."""
+
+    def __init__(self, limiter: SlidingWindowCounterRateLimiter, limit: str, over: str) -> None:
+        self.limiter, self.limit = limiter, parse(limit)
+        self.over = over.format(limit=self.limit)  # the 429's message
+
+    async def hit(self, *identity: str) -> bool:
+        """Count one for identity; whether it is still within the limit."""
+        return await self._ask(self.limiter.hit, identity)
+
+    async def test(self, *identity: str) -> bool:
+        """Whether identity is within the limit, counting nothing."""
+        return await self._ask(self.limiter.test, identity)
+
+    async def _ask(self, ask: Callable[..., Awaitable[bool]], identity: tuple[str, ...]) -> bool:
+        try:
+            return await ask(self.limit, *identity)
+        except Exception:
+            log.warning("rate limit storage unavailable; %s not counted", self.limit, exc_info=True)
+            return True
+
+    async def refused(self, *identity: str) -> HTTPException:
+        """The 429, with the seconds until identity may try again (1 if the storage went down meanwhile)."""
+        try:
+            reset = (await self.limiter.get_window_stats(self.limit, *identity)).reset_time
+            retry_after = str(max(1, math.ceil(reset - time.time())))
+        except Exception:
+            log.warning("rate limit storage unavailable; Retry-After guessed", exc_info=True)
+            retry_after = "1"
+        return HTTPException(429, self.over, headers={"Retry-After": retry_after})
 
 
 class RateLimit:
     def __init__(self, settings: Settings) -> None:
-        self.limit = parse(settings.rate_limit)
         # Shared by every serve process on one Redis; per process without one. Async storage:
         # counting runs on the event loop, with no hop to a worker thread.
         if settings.executor == "celery":
             storage = storage_from_string(f"async+{settings.broker_url}", implementation="redispy")
         else:
             storage = storage_from_string("async+memory://")
-        self.limiter = SlidingWindowCounterRateLimiter(storage)
-        self.auth_failures = AuthFailures(settings, self.limiter)
+        limiter = SlidingWindowCounterRateLimiter(storage)
+        self.requests = Counted(limiter, settings.rate_limit, "more than {limit} requests with this key; slow down")
+        self.auth_failures = AuthFailures(settings, limiter)
 
     async def check(self, identity: str) -> None:
         """Count a request of identity (a key's hash); 429 with Retry-After over the limit."""
-        try:
-            allowed = await self.limiter.hit(self.limit, identity)
-        except Exception:  # its Redis is down: serve rather than fail every request
-            log.warning("rate limit storage unavailable; request not counted", exc_info=True)
-            return
-        if not allowed:
-            raise HTTPException(
-                429,
-                f"more than {self.limit} requests with this key; slow down",
-                headers={"Retry-After": await _retry_after(self.limiter, self.limit, identity)},
-            )
+        if not await self.requests.hit(identity):
+            raise await self.requests.refused(identity)
 
 
 def client_address(client: tuple[str, int] | None) -> str:
@@ -80,34 +97,19 @@ class AuthFailures:
     KNOWN_KEYS = 10_000  # digests of keys that authenticated here lately, the least recent dropped
 
     def __init__(self, settings: Settings, limiter: SlidingWindowCounterRateLimiter) -> None:
-        self.limit = parse(settings.auth_failure_limit)
-        self.limiter = limiter
+        over = "more than {limit} failed authentications from this address; try again later"
+        self.failures = Counted(limiter, settings.auth_failure_limit, over)
         self.known: OrderedDict[str, None] = OrderedDict()
 
     async def check(self, address: str, digest: str) -> None:
         """429 with Retry-After when address is over the limit, unless digest is a key known here."""
-        if digest in self.known:
-            return
-        identity = ("auth-failures", address)
-        try:
-            allowed = await self.limiter.test(self.limit, *identity)
-        except Exception:  # its Redis is down: authenticate rather than fail every request
-            log.warning("rate limit storage unavailable; authentication failures not checked", exc_info=True)
-            return
-        if not allowed:
-            raise HTTPException(
-                429,
-                f"more than {self.limit} failed authentications from this address; try again later",
-                headers={"Retry-After": await _retry_after(self.limiter, self.limit, *identity)},
-            )
+        if digest not in self.known and not await self.failures.test("auth-failures", address):
+            raise await self.failures.refused("auth-failures", address)
 
     async def failed(self, address: str, digest: str) -> None:
         """Count a key that authenticated nothing (one revoked since it last succeeded too)."""
         self.known.pop(digest, None)
-        try:
-            await self.limiter.hit(self.limit, "auth-failures", address)
-        except Exception:
-            log.warning("rate limit storage unavailable; authentication failure not counted", exc_info=True)
+        await self.failures.hit("auth-failures", address)
 
     def succeeded(self, digest: str) -> None:
         self.known[digest] = None

@@ -3,11 +3,14 @@
 The answers, and the hyperparameters a request carries, are tinytrain/wire.py's (the client reads
 them without the service installed); what only the server checks is here."""
 
+import functools
+import math
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from jobs.hyperparameters import RANGES, SWEEPABLE
+from jobs.settings import get_settings
 from tinytrain.wire import (
     Best,
     Dataset,
@@ -179,6 +182,13 @@ class Range(Strict):
         return self
 
 
+def _check_trials(count: int) -> None:
+    """A sweep of count trials must be within TINYTRAIN_MAX_TRIALS: checked before its values are."""
+    limit = get_settings().max_trials
+    if count > limit:
+        raise ValueError(f"{count} trials is over the limit of {limit}")
+
+
 def _check_values(key: str, values: list[Any]) -> list[Any]:
     """Each value must be a valid Hyperparameters value of key; the values as a job resolves them.
 
@@ -188,13 +198,21 @@ def _check_values(key: str, values: list[Any]) -> list[Any]:
         raise ValueError(f"{key} cannot be swept; one of {', '.join(SWEEPABLE)}")
     if not values:
         raise ValueError(f"{key}: give at least one value")
-    resolved = []
-    for value in values:
-        try:
-            resolved.append(Hyperparameters.model_validate({key: value}).model_dump()[key])
-        except ValidationError as exc:
-            raise ValueError(f"{key}: {exc.errors()[0]['msg']} ({value!r})") from None
+    adapter = _values_of(key)
+    try:  # all values in one call, not a model per value
+        resolved: list[Any] = adapter.dump_python(adapter.validate_python(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ValueError(f"{key}: {first['msg']} ({values[int(first['loc'][0])]!r})") from None
     return resolved
+
+
+@functools.cache
+def _values_of(key: str) -> TypeAdapter[list[Any]]:
+    """A list of values of the Hyperparameters field key, checked as the field checks one."""
+    field = Hyperparameters.model_fields[key]
+    values = list[Annotated[field.annotation, Field(), *field.metadata]]  # type: ignore[name-defined]
+    return TypeAdapter(values, config=Hyperparameters.model_config)
 
 
 class Random(Strict):
@@ -206,11 +224,19 @@ class Random(Strict):
 
     model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
+    @field_validator("trials")
+    @classmethod
+    def _within_the_limit(cls, trials: int) -> int:
+        _check_trials(trials)
+        return trials
+
     @model_validator(mode="after")
     def _draws(self) -> Self:
         extra = self.model_extra or {}
         for key, how in extra.items():
             if key.endswith("_values"):
+                if isinstance(how, list) and len(how) > get_settings().max_trials:
+                    raise ValueError(f"{key}: at most {get_settings().max_trials} values (the trial limit)")
                 values = _check_values(key.removesuffix("_values"), how if isinstance(how, list) else [])
                 extra[key] = values  # resolved, as a grid's (the same key: the dict keeps its order)
                 continue
@@ -257,6 +283,14 @@ class SweepIn(RunIn):
             ]
         }
     )
+
+    @field_validator("grid", mode="before")
+    @classmethod
+    def _count_trials(cls, grid: Any) -> Any:
+        """A grid over the trial limit is refused from its lists' lengths, before any value is checked."""
+        if isinstance(grid, dict):
+            _check_trials(math.prod(len(values) if isinstance(values, list) else 1 for values in grid.values()))
+        return grid
 
     @model_validator(mode="after")
     def _grid_or_random(self) -> Self:

@@ -94,6 +94,16 @@ def _check_learning_rate(hp: dict[str, Any], loc: tuple[str | int, ...], said: s
         )
 
 
+def _check_dtype_range(hp: dict[str, Any], loc: tuple[str | int, ...], said: str) -> None:
+    """InvalidInput naming the field whose value the engine would cast to inf in the run's dtype
+    (a float32 initial parameter of 1e39 trains as inf: a result no JSON can hold)."""
+    values: list[tuple[tuple[str, ...], str, float]] = [(("learning_rate",), "learning_rate", hp["learning_rate"])]
+    for name, value in (hp["initial_parameters"] or {}).items():
+        values.append((("initial_parameters", name), f"initial_parameters.{name}", value))
+    for where, name, value in values:
+        _check_range(hp["dtype"], name, abs(value), (*loc, *where), said)
+
+
 def _check_base(request: Request, has_cuda: Callable[[], bool]) -> None:
     if request.hyperparameters["device"] == "cuda" and not has_cuda():
         message = "no GPU worker is running: use device auto or cpu, or start a worker on a machine with a GPU"
@@ -117,6 +127,7 @@ def _check_trial(hp: dict[str, Any], n_points: int, settings: Settings, loc: tup
     if hp["epochs"] > settings.max_epochs:
         raise InvalidInput((*loc, "epochs"), f"{said}at most {settings.max_epochs} epochs")
     _check_learning_rate(hp, loc, said)
+    _check_dtype_range(hp, loc, said)
     try:
         check_config(config_from(hp))
         split_sizes(n_points, hp["validation_fraction"], hp["batch_size"])
@@ -162,8 +173,10 @@ def admit_job(*, session: Session, request: Request, settings: Settings, has_cud
     n_points, dataset_id, inline = _dataset(session, request, settings)
     request = replace(request, hyperparameters=with_batch_size(request.hyperparameters, n_points))
     check_runs([request.hyperparameters], n_points, settings, sweep=False)
+    hp = request.hyperparameters
     job = Job(
         **_requested(request, "job", dataset_id),
+        history_bytes=storage.history_bytes(hp["epochs"], hp["validation_fraction"]),
         attempts=0,
         cancel_requested=False,
         epochs_completed=0,
@@ -250,6 +263,8 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
         objective=objective,
         trials_total=len(resolved),
         epochs_total=epochs_total,
+        # What the sweep may store: every trial to its last epoch (a halving sweep stores less).
+        history_bytes=storage.history_bytes(sum(hp["epochs"] for hp in resolved), base["validation_fraction"]),
     )
     chunks = [
         SweepChunk(
@@ -277,17 +292,18 @@ def enqueue(
     """Store what was admitted, then dispatch its runs (a job, or a sweep's chunks); (row, created).
 
     The quotas are checked in the storing transaction, as it stands before its commit: the
-    owner's active jobs and sweeps, and (points sent inline) their storage, which counts the new
-    dataset then. A retry with the same Idempotency-Key returns the first row, created False,
-    and dispatches nothing. When the queue is down the row is taken back (QueueUnavailable),
-    unless a worker has claimed it already: then the message did go out, and the row stands."""
+    owner's active jobs and sweeps, and their storage, which counts the new dataset (points sent
+    inline) and what the new run's histories will store then. A retry with the same
+    Idempotency-Key returns the first row, created False, and dispatches nothing. When the queue
+    is down the row is taken back (QueueUnavailable), unless a worker has claimed it already:
+    then the message did go out, and the row stands."""
     owner, limit = admitted.row.owner, settings.max_storage_bytes_per_owner
     row, created = lifecycle.submit(
         session=session,
         row=admitted.row,
         max_active=settings.max_active_jobs_per_owner,
         extra=admitted.extra,
-        check=(lambda: storage.check_room(session, owner, 0, limit)) if admitted.inline else None,
+        check=lambda: storage.check_room(session, owner, 0, limit),
     )
     if not created:
         return row, False

@@ -2,10 +2,11 @@
 
 import hashlib
 import io
+import sqlite3
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from jobs.errors import Conflict, NotFound
@@ -149,6 +150,30 @@ def remove(*, session: Session, owner: str, dataset_id: str) -> None:
     if gone is None:
         get(session=session, owner=owner, dataset_id=dataset_id)  # NotFound if it is not there
         raise Conflict(f"dataset {dataset_id} is used by a queued or running job or sweep")
+
+
+def read_values(*, session: Session, dataset: Dataset, start: int, stop: int) -> Array | None:
+    """Entries [start, stop) of a stored dataset's points (x are entries 0 to n_points, y the
+    next n_points), without the rest leaving the database; None if it was deleted.
+
+    PostgreSQL cuts them out with substr(). SQLite's substr() would read the whole blob first
+    (a 4M-point dataset read in pieces took 16 s): its incremental blob I/O reads only the
+    pages the entries are on."""
+    if session.get_bind().dialect.name == "sqlite":
+        connection = session.connection().connection.dbapi_connection
+        assert isinstance(connection, sqlite3.Connection)
+        try:
+            with connection.blobopen("datasets", "points", dataset.seq, readonly=True) as blob:
+                blob.seek(start * 8)
+                raw = blob.read((stop - start) * 8)
+        except sqlite3.OperationalError:  # no such row: deleted
+            return None
+    else:
+        cut = func.substr(Dataset.points, start * 8 + 1, (stop - start) * 8)
+        raw = session.scalar(select(cut).where(Dataset.id == dataset.id))
+        if raw is None:
+            return None
+    return np.frombuffer(raw, dtype="<f8")
 
 
 def evenly_spaced(size: int, max_points: int | None) -> npt.NDArray[np.int64]:

@@ -43,6 +43,12 @@ def list_keys(*, session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
+def valid(*, session: Session, digests: list[str]) -> set[str]:
+    """Those of these digests (of keys) that belong to unrevoked keys."""
+    found = select(ApiKey.key_hash).where(ApiKey.key_hash.in_(digests), ApiKey.revoked_at.is_(None))
+    return set(session.scalars(found))
+
+
 def revoke(*, session: Session, prefix: str) -> int:
     """Revoke the unrevoked keys starting with prefix; returns how many."""
     revoked = session.execute(

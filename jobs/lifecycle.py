@@ -414,11 +414,14 @@ def submit(
     concurrent submits cannot overshoot: they are serialised per owner (PostgreSQL: an
     advisory lock; SQLite: the write lock its first INSERT takes).
 
-    The rows go in by Core INSERTs whose values are ready before the first, so that no Python
-    work (an ORM flush's) runs while SQLite's one writer lock is held (the objects stay as they
-    were made, in no session)."""
-    # A dataset before what uses it, a sweep before its chunks and trials.
-    ordered = sorted([row, *(extra or [])], key=lambda r: (not isinstance(r, Dataset), not isinstance(r, Job | Sweep)))
+    The rows go in by Core INSERTs whose values are ready before the first: the ORM's flush
+    spent more Python than the rest of a submit, all of it holding SQLite's one writer lock
+    (the objects stay as they were made, in no session)."""
+    # The job or sweep first, its dataset next, a sweep's chunks and trials last. PostgreSQL: the
+    # job's INSERT may wait for a worker whose finish updated the job holding the same
+    # idempotency key (a retry's unique check waits for it), and that finish then waits for the
+    # owner's usage row, which the dataset's INSERT locks: the dataset after, or they deadlock.
+    ordered = sorted([row, *(extra or [])], key=lambda r: (not isinstance(r, Job | Sweep), not isinstance(r, Dataset)))
     batches = [(table, [_values(r) for r in rows]) for table, rows in groupby(ordered, key=type)]
     session.commit()  # end any read transaction: on SQLite the insert must begin the transaction
 

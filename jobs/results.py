@@ -135,13 +135,21 @@ def remove_histories(session: Session, run_id: str, from_epoch: int | None = Non
 
 
 Floats = npt.NDArray[np.float64]
+LONGEST = 2**27  # history entries: 1 GiB of them, the byte offset of the last still a 32-bit integer
 
 
 def read_history(
     session: Session, run_id: str, trial: int, start: int, stop: int | None, max_points: int | None
 ) -> tuple[npt.NDArray[np.int64], Floats, Floats | None]:
     """(1-based epochs, loss, validation loss or None) of epochs [start, stop), at most max_points
-    of them evenly spaced (the first and last always in); only that slice leaves the database."""
+    of them evenly spaced (the first and last always in); only that slice leaves the database.
+    Any start and stop: empty where stop <= start, or past the history's end."""
+    # No history is longer than LONGEST: clamping changes no answer and keeps the byte offsets
+    # the database computes within its integers (PostgreSQL has no substr of bigints).
+    start = min(start, LONGEST)
+    stop = min(stop, LONGEST) if stop is not None else None
+    if stop is not None and stop <= start:
+        return np.zeros(0, np.int64), np.zeros(0), None
     first = History.first_epoch
     end = first + func.length(History.loss, type_=Integer) // 8
     lo = case((first < start, start), else_=first)

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     local_workers: int = Field(2, ge=1, description="Processes of the local executor's pool.")
     max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body (413 above).")
     max_points: int = Field(10_000_000, ge=1, description="Most points in one dataset.")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body that sends nothing for this long is a 408."
+    )
     max_epochs: int = Field(1_000_000, ge=1, description="Most epochs of one job.")
     max_predict_points: int = Field(100_000, ge=1, description="Most x values in one predict request.")
     max_work: int = Field(
@@ -35,6 +38,15 @@ class Settings(BaseSettings):
     )
     max_active_jobs_per_owner: int = Field(
         100, ge=1, description="Most queued + running jobs and sweeps of one owner (429)."
+    )
+    max_streams_per_owner: int = Field(
+        200, ge=1, description="Most open event streams of one owner in each serve process (429 beyond)."
+    )
+    max_waiting_per_owner: int = Field(
+        100,
+        ge=0,
+        description="Most requests of one owner waiting with Prefer: wait in each serve process; "
+        "beyond it a request is answered at once (its preference not applied).",
     )
     rate_limit: str = Field("50/second", description="Requests per API key, e.g. 40/second or 600/minute (429).")
     request_threads: int = Field(4, ge=1, description="Threads running the sync routes (writes, lists, predict).")

@@ -2,9 +2,11 @@
 
 An owner's storage is their datasets (16 bytes a point: x and y as float64) and the loss
 histories of their jobs and sweeps, kept up to date by the database as rows come and go
-(tables.Usage). A dataset sent inline with a job
-or sweep (Dataset.inline) belongs to the runs that use it: it goes with the last of them. An
-uploaded one stays until its owner deletes it.
+(tables.Usage). A dataset sent inline with a job or sweep (Dataset.inline) belongs to the
+runs that use it: it goes with the last of them. An uploaded one stays until its owner deletes it.
+
+The quota (TINYTRAIN_MAX_STORAGE_BYTES_PER_OWNER) counts what is stored and what queued and
+running runs will store, known at submit: a run that fits is never stopped for room.
 """
 
 import logging
@@ -12,8 +14,9 @@ import time
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import Integer, bindparam, delete, exists, func, literal, select
+from sqlalchemy import Integer, bindparam, delete, exists, func, literal, select, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import BindParameter
 
 from jobs.db import core_table, session_scope, utcnow
 from jobs.errors import Conflict, QuotaExceeded
@@ -36,22 +39,48 @@ def dataset_bytes(n_points: int) -> int:
     return n_points * POINT_BYTES
 
 
-# Built once: every submit with points inline reads it.
-_USAGE = select(core_table(Usage).c.bytes).where(core_table(Usage).c.owner == bindparam("owner"))
+def history_bytes(epochs: int, validation_fraction: float) -> int:
+    """The most bytes a training's loss histories store: 8 an epoch, twice with a validation split."""
+    return epochs * 8 * (2 if validation_fraction > 0 else 1)
+
+
+# Built once: every submit reads it.
+_USAGE, _HISTORIES = core_table(Usage), core_table(History)
+_OWNER: BindParameter[str] = bindparam("owner")
+_ACTIVE = union_all(
+    *(
+        select(t.c.id, t.c.history_bytes).where(t.c.owner == _OWNER, t.c.status.in_(ACTIVE))
+        for t in (core_table(Job), core_table(Sweep))
+    )
+).subquery()
+_USAGE_OF = select(_USAGE.c.bytes).where(_USAGE.c.owner == _OWNER)
+_STORED = _USAGE_OF.scalar_subquery()
+_RESERVED = select(func.sum(_ACTIVE.c.history_bytes)).scalar_subquery()
+_SIZE = func.length(_HISTORIES.c.loss) + func.coalesce(func.length(_HISTORIES.c.validation_loss), 0)
+_WRITTEN = select(func.sum(_SIZE)).where(_HISTORIES.c.run_id.in_(select(_ACTIVE.c.id))).scalar_subquery()
+_COMMITTED = select(func.coalesce(_STORED, 0) + func.coalesce(_RESERVED, 0) - func.coalesce(_WRITTEN, 0))
 
 
 def usage(session: Session, owner: str) -> int:
     """The bytes the owner stores now: datasets and loss histories (one row the database keeps)."""
-    return int(session.scalar(_USAGE, {"owner": owner}) or 0)
+    return int(session.scalar(_USAGE_OF, {"owner": owner}) or 0)
+
+
+def committed(session: Session, owner: str) -> int:
+    """The bytes the owner stores, and those their queued and running runs' histories will add:
+    what each will store (Requested.history_bytes) less what it has written already."""
+    return int(session.scalar(_COMMITTED, {"owner": owner}) or 0)
 
 
 def check_room(session: Session, owner: str, adding: int, limit: int) -> None:
-    """QuotaExceeded when what the owner stores, plus adding bytes, is over limit."""
-    total = usage(session, owner) + adding
+    """QuotaExceeded when what the owner stores and their runs will store, plus adding bytes, is
+    over limit."""
+    total = committed(session, owner) + adding
     if total > limit:
         raise QuotaExceeded(
-            f"{limit} bytes of datasets and results is the limit per owner, and this would make "
-            f"{total}; delete datasets, jobs or sweeps first"
+            f"{limit} bytes of datasets and loss histories is the storage quota per owner, and this "
+            f"would make {total} (with what queued and running jobs and sweeps will store); "
+            "delete datasets, jobs or sweeps first"
         )
 
 

@@ -87,6 +87,9 @@ class Requested:
     max_runtime_seconds: Mapped[float | None] = mapped_column(Float)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    # The most bytes its loss histories will store: reserved against the owner's storage quota
+    # while it is queued or running (jobs/storage.py).
+    history_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Job(Requested, Leased, Base):

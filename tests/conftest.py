@@ -32,6 +32,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def each_database_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per database for a module of read-mostly tests, with the default limits."""
+    tmp = tmp_path_factory.mktemp("serve")
+    with fresh_database(request.param, tmp) as url, serving(tmp, database_url=url) as server:
+        yield server
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start servers with settings: make_server(max_points="10")."""

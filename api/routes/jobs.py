@@ -28,7 +28,7 @@ from api.deps import (
 )
 from api.errors import error, invalid
 from api.jsonbody import JSONRoute
-from api.live import prefer_wait, until_ended, wait_deadline
+from api.live import Watcher, prefer_wait, until_ended, wait_deadline
 from api.pages import Cursor, Limit, owned_page
 from jobs import admission, lifecycle, reads, results, storage, summaries, tables
 from jobs.errors import Conflict
@@ -135,15 +135,22 @@ async def _waited(
     read again; job itself without a wait."""
     if seconds is None:
         return job
-    response.headers["Preference-Applied"] = f"wait={seconds}"
     if job.status not in ACTIVE:
+        response.headers["Preference-Applied"] = f"wait={seconds}"
         return job
+    watcher: Watcher = request.app.state.watcher
+    if not watcher.waiting.take(job.owner):
+        return job  # the owner has enough requests waiting: answered now, the preference not applied (RFC 7240)
+    response.headers["Preference-Applied"] = f"wait={seconds}"
 
     async def read() -> tables.Job:
         found = await short_read(reads.owned_by_id, tables.Job, job.id)
         return found or job  # deleted meanwhile: what was read before
 
-    return await until_ended(request.app.state.watcher, job.id, deadline, read)
+    try:
+        return await until_ended(watcher, job.id, deadline, read)
+    finally:
+        watcher.waiting.give_back(job.owner)
 
 
 @router.post("", status_code=202, responses={200: ENDED_WITHIN, **QUEUE_DOWN})
@@ -204,15 +211,20 @@ _BIG = 100_000  # history entries from which a result waits its turn (2 MB of JS
 _PIECE = 8192  # history entries per encoder call, each a short hold of the GIL
 
 
+def json_numbers(values: npt.NDArray[Any]) -> Iterator[bytes]:
+    """values as JSON numbers (null where not finite), comma-separated, in short pieces."""
+    for i in range(0, values.size, _PIECE):
+        time.sleep(0)  # lets the GIL go: the event loop, if it waits for it, gets it now
+        piece = pydantic_core.to_json(values[i : i + _PIECE].tolist(), inf_nan_mode="null")
+        yield (b"," if i else b"") + piece[1:-1]
+
+
 def _json_array(values: npt.NDArray[Any] | None) -> Iterator[bytes]:
     if values is None:
         yield b"null"
         return
     yield b"["
-    for i in range(0, values.size, _PIECE):
-        time.sleep(0)  # lets the GIL go: the event loop, if it waits for it, gets it now
-        piece = pydantic_core.to_json(values[i : i + _PIECE].tolist(), inf_nan_mode="null")
-        yield (b"," if i else b"") + piece[1:-1]
+    yield from json_numbers(values)
     yield b"]"
 
 
@@ -230,10 +242,6 @@ async def result_response(
     epochs [start, stop) (at most max_points of them) encoded in a thread from the arrays the
     database gave, in pieces (FastAPI would build and encode a model of a million floats in one
     call on the event loop); big ones one at a time."""
-    # No history is longer than max_epochs: clamping changes no answer and keeps the byte
-    # offsets the database computes within its integer type.
-    longest = min(get_settings().max_epochs, 2**27)
-    start, stop = min(start, longest), min(stop, longest) if stop is not None else None
     sliced = start > 0 or stop is not None or max_points is not None
 
     def encode() -> bytes:

@@ -4,6 +4,7 @@ SVG's groups with ids loss, validation_loss, points and fit, for whoever edits o
 
 import io
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 HISTORY_POINTS = 2000
 DATASET_POINTS = 3000
 CURVE_POINTS = 400
+DRAWABLE = 1e300  # the largest magnitude drawn as it is (see _scale)
+LOSSES = 1e150  # losses from 1 / LOSSES to LOSSES are drawn, on a log axis
 # The dashboard's colours (Okabe and Ito's, told apart with the common kinds of colour blindness).
 BLUE, VERMILLION, GREY = "#0072B2", "#D55E00", "#6b6b6b"
 
@@ -42,33 +45,70 @@ def _draw_losses(ax: "Axes", epochs: npt.NDArray[np.int64], loss: results.Floats
         ax.text(0.5, 0.5, "no epoch completed", ha="center", va="center", transform=ax.transAxes)
         return
     # A loss of exactly 0 has no place on a log axis: masked rather than clipped to a made-up value.
+    # So is one past LOSSES: the log axis's ticks, a stride of decades apart, would pass 1e308.
     ax.set_yscale("log", nonpositive="mask")
-    ax.plot(epochs, loss, color=BLUE, linewidth=1.5, label="training loss", gid="loss")
+    ax.plot(epochs, _drawable(loss), color=BLUE, linewidth=1.5, label="training loss", gid="loss")
     if val is not None:
         dashed: dict[str, Any] = {"color": VERMILLION, "linewidth": 1.5, "linestyle": "--"}
-        ax.plot(epochs, val, **dashed, label="validation loss", gid="validation_loss")
+        ax.plot(epochs, _drawable(val), **dashed, label="validation loss", gid="validation_loss")
     ax.grid(True, which="major", color="#dddddd", linewidth=0.6)
     ax.legend(loc="upper right", frameon=False)
 
 
+def _drawable(loss: results.Floats) -> results.Floats:
+    return np.where((loss >= 1 / LOSSES) & (loss <= LOSSES), loss, np.nan)
+
+
 def _draw_fit(ax: "Axes", points: datasets.Points | None, parameters: dict[str, float]) -> None:
     ax.set_title("Learned curve over the dataset")
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
     if points is None:
         ax.text(0.5, 0.5, "the dataset was deleted", ha="center", va="center", transform=ax.transAxes)
         return
     x, y = points
-    ax.scatter(x, y, s=6, color=GREY, alpha=0.6, linewidths=0, label=f"data ({x.size:,} points)", gid="points")
-    lo, hi = float(x.min()), float(x.max())
-    pad = (hi - lo) * 0.02 or 1.0
-    grid = np.linspace(lo - pad, hi + pad, CURVE_POINTS)
+    grid = _curve_grid(float(x.min()), float(x.max()))
     fitted = np.array(model.predict(parameters, grid))
-    # An output that overflows is a gap in the curve, not an axis stretched to infinity.
-    fitted[~np.isfinite(fitted)] = np.nan
-    ax.plot(grid, fitted, color=VERMILLION, linewidth=2, label="network", gid="fit")
+    x_scale, y_scale = _scale(x, "x", ax.set_xlabel), _scale(y, "y", ax.set_ylabel)
+    ax.scatter(
+        x * x_scale,
+        y * y_scale,
+        s=6,
+        color=GREY,
+        alpha=0.6,
+        linewidths=0,
+        label=f"data ({x.size:,} points)",
+        gid="points",
+    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        fitted *= y_scale
+    # An output that overflows (or leaves the drawable range) is a gap in the curve, not an axis
+    # stretched to infinity.
+    fitted[~(np.abs(fitted) <= DRAWABLE)] = np.nan
+    ax.plot(grid * x_scale, fitted, color=VERMILLION, linewidth=2, label="network", gid="fit")
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.legend(loc="best", frameon=False)
+
+
+def _scale(values: results.Floats, name: str, label: Callable[[str], object]) -> float:
+    """The factor that brings values within DRAWABLE, labelling the axis with it: matplotlib's
+    margins and ticks overflow on an axis from -1e308 to 1e308."""
+    extent = float(np.abs(values).max(initial=0.0))
+    if extent <= DRAWABLE:
+        label(name)
+        return 1.0
+    exponent = math.floor(math.log10(extent))
+    label(f"{name} (x 1e{exponent})")
+    return float(10.0**-exponent)
+
+
+def _curve_grid(lo: float, hi: float) -> npt.NDArray[np.float64]:
+    """CURVE_POINTS finite x from a little below lo to a little above hi, for any finite lo <= hi:
+    points at the ends of float64 (-1e308 and 1e308) overflow neither hi - lo nor the padding."""
+    largest = float(np.finfo(np.float64).max)
+    pad = (hi * 0.02 - lo * 0.02) or 1.0
+    with np.errstate(over="ignore"):
+        lo, hi = max(lo - pad, -largest), min(hi + pad, largest)
+    t = np.linspace(0.0, 1.0, CURVE_POINTS)
+    return lo * (1 - t) + hi * t
 
 
 def _title(job_id: str, name: str | None, hp: dict[str, Any], result: dict[str, Any]) -> str:
@@ -97,7 +137,8 @@ def render(
     loss_ax, fit_ax = figure.subplots(1, 2)
     _draw_losses(loss_ax, *history)
     _draw_fit(fit_ax, points, parameters)
-    figure.suptitle(title)
+    # A title holds the job's name, which is text: never mathtext ("$\\frac{1}{$" is a parse error).
+    figure.suptitle(title, parse_math=False)
     out = io.BytesIO()
     figure.savefig(out, format="svg", metadata={"Title": title, "Date": None})
     return out.getvalue()

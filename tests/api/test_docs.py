@@ -67,3 +67,31 @@ def test_every_request_body_has_an_example(shared_server: Server) -> None:
                 if "$ref" in schema:
                     schema = schemas[schema["$ref"].split("/")[-1]]
                 assert "example" in content or "examples" in schema, f"{method} {path} {media}"
+
+
+def test_pages_that_take_keys_cannot_be_framed_and_every_answer_is_nosniff(shared_server: Server) -> None:
+    with shared_server.client() as c:
+        for path in ("/docs", "/docs/oauth2-redirect", "/redoc", "/ui/"):
+            r = c.get(path)
+            assert r.status_code == 200, path
+            policy = r.headers["Content-Security-Policy"]
+            assert (
+                "frame-ancestors 'none'" in policy
+                and "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
+            )
+            assert r.headers["X-Frame-Options"] == "DENY" and r.headers["X-Content-Type-Options"] == "nosniff", path
+        bad_key = {"Authorization": "Bearer tt_" + "x" * 43}
+        answers = [
+            c.get("/openapi.json"),
+            c.get("/healthz"),
+            c.get("/v1/jobs"),
+            c.get("/v1/jobs/job_nope"),  # 404
+            c.get("/v1/jobs", params={"limit": 0}),  # 422
+            c.post("/v1/jobs", content=b"{", headers={"Content-Type": "application/json"}),  # 400
+            c.post("/v1/jobs", content=b"x" * 300_000),  # 413
+            c.get("/v1/jobs", headers=bad_key),  # 401
+            c.put("/v1/jobs"),  # 405
+        ]
+        assert [r.status_code for r in answers] == [200, 200, 200, 404, 422, 400, 413, 401, 405]
+        for r in answers:
+            assert r.headers["X-Content-Type-Options"] == "nosniff", (r.request.url, r.status_code)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from tests.support.client import wait_for
-from tests.support.databases import fresh_database, refusing_connections
-from tests.support.server import Server, serving
+from tests.support.databases import refusing_connections
+from tests.support.server import Server
 
 POINTS = {"x": [0.0, 1.0, 2.0], "y": [1.0, 0.0, 1.0]}
 SMALL_HP = {"batch_size": 1, "epochs": 2}
@@ -30,17 +30,9 @@ def bad_ids(prefix: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server per database for the module's read-mostly tests."""
-    tmp = tmp_path_factory.mktemp("hostile")
-    with fresh_database(request.param, tmp) as url, serving(tmp, database_url=url) as started:
-        yield started
-
-
 @pytest.fixture(scope="module")
-def client(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as c:
+def client(each_database_server: Server) -> Iterator[httpx.Client]:
+    with each_database_server.client() as c:
         yield c
 
 
@@ -84,8 +76,8 @@ def test_a_well_formed_unknown_id_is_not_found_too(client: httpx.Client) -> None
             assert client.request(method, path, **kwargs).status_code == 404, (method, path)
 
 
-def test_a_bad_key_is_still_unauthorized_whatever_the_id(server: Server) -> None:
-    with httpx.Client(base_url=server.url, headers={"Authorization": "Bearer nope"}) as c:
+def test_a_bad_key_is_still_unauthorized_whatever_the_id(each_database_server: Server) -> None:
+    with httpx.Client(base_url=each_database_server.url, headers={"Authorization": "Bearer nope"}) as c:
         for path in ("/v1/jobs/job_%00", f"/v1/jobs/job_{HEX}", "/v1/datasets/ds_x", "/v1/sweeps/sw_%00/trials"):
             assert c.get(path).status_code == 401, path
         assert c.post("/v1/jobs/job_%00/cancel").status_code == 401

@@ -10,7 +10,10 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from model import PARAMETER_NAMES
 from tests.support.client import wait_for
 from tests.support.data import sine_points
 from tests.support.keys import bearer
@@ -127,3 +130,28 @@ def test_plots_drawn_at_once_in_threads_are_whole(client: httpx.Client) -> None:
         assert r.status_code == 200, r.text
         svg = ET.fromstring(r.content)
         assert len(list(drawn(svg, "points").iter(f"{SVG}use"))) == 300
+
+
+FINITE = st.floats(allow_nan=False, allow_infinity=False)
+PRINTABLE = st.text(st.characters(blacklist_categories=["Cc", "Cs"]), min_size=1, max_size=200)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    name=PRINTABLE,
+    x=st.lists(FINITE, min_size=1, max_size=5),
+    y=st.lists(FINITE, min_size=1, max_size=5),
+    parameters=st.lists(FINITE, min_size=7, max_size=7),
+    loss=st.lists(st.floats(min_value=0, allow_infinity=False), min_size=0, max_size=5),
+)
+def test_any_name_points_parameters_and_losses_make_a_whole_svg(
+    name: str, x: list[float], y: list[float], parameters: list[float], loss: list[float]
+) -> None:
+    """No value of a float64 run and no text of a name is a failure to draw (nor read as markup)."""
+    from api.routes.plots import render
+
+    n = min(len(x), len(y))
+    history = (np.arange(1, len(loss) + 1), np.array(loss), None)
+    svg = render(name, history, (np.array(x[:n]), np.array(y[:n])), dict(zip(PARAMETER_NAMES, parameters, strict=True)))
+    title = ET.fromstring(svg).find(f".//{SVG}title")
+    assert title is not None and title.text == name

@@ -149,27 +149,32 @@ def test_over_the_storage_quota_uploads_and_inline_datasets_are_429_and_nothing_
             r = c.post(path, **request)
             assert r.status_code == 429, r.text
             detail = r.json()["detail"]
-            assert "1000 bytes of datasets and results is the limit per owner" in detail and str(total) in detail
+            assert "1000 bytes of datasets and loss histories is the storage quota" in detail, detail
+            assert f"would make {total} " in detail, detail
             assert "Retry-After" not in r.headers  # waiting frees nothing: deleting does
             assert stored() == before
 
         refused("/v1/datasets", 1120, json=points(30))
         csv = "x,y\n" + "".join(f"{i},0.5\n" for i in range(30))
         refused("/v1/datasets", 1120, content=csv, headers={"Content-Type": "text/csv"})
-        refused("/v1/jobs", 1120, json={"dataset": points(30), "hyperparameters": QUICK})
-        refused("/v1/sweeps", 1120, json={"dataset": points(30), "hyperparameters": QUICK, "grid": {"seed": [0, 1]}})
+        # With the loss histories they will store: 8 bytes an epoch, of each trial.
+        refused("/v1/jobs", 1120 + 40, json={"dataset": points(30), "hyperparameters": QUICK})
+        sweep = {"dataset": points(30), "hyperparameters": QUICK, "grid": {"seed": [0, 1]}}
+        refused("/v1/sweeps", 1120 + 80, json=sweep)
         assert stored() == [1, 0, 0]
         again = c.post("/v1/datasets", json=points(40), headers=key)  # a retry stores nothing: not refused
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
         assert bob.post("/v1/datasets", json=points(30)).status_code == 201  # the quota is per owner
 
         # A stored dataset adds nothing; its job's loss history (8 bytes an epoch) is counted.
-        job = submitted(c, "/v1/jobs", {"dataset_id": first.json()["id"], "hyperparameters": {**QUICK, "epochs": 50}})
+        on_stored = {"dataset_id": first.json()["id"], "hyperparameters": {**QUICK, "epochs": 40}}
+        refused("/v1/jobs", 640 + 8 * 50, json={**on_stored, "hyperparameters": {**QUICK, "epochs": 50}})
+        job = submitted(c, "/v1/jobs", on_stored)
         wait_for(c, job["id"], "succeeded")
-        refused("/v1/datasets", 640 + 400 + 16, json=points(1))
+        refused("/v1/datasets", 640 + 320 + 48, json=points(3))
         assert c.delete(f"/v1/jobs/{job['id']}").status_code == 204
         assert c.post("/v1/datasets", json=points(1)).status_code == 201  # 656 bytes
-        inline = submitted(c, "/v1/jobs", {"dataset": points(4), "hyperparameters": QUICK})  # 720
+        inline = submitted(c, "/v1/jobs", {"dataset": points(4), "hyperparameters": QUICK})  # 720 + 40
         wait_for(c, inline["id"], "succeeded")
         assert count(database_url, "datasets") == 3 and count(database_url, "datasets", "bob") == 1
 
@@ -232,3 +237,47 @@ def test_retention_deletes_old_finished_jobs_and_sweeps_but_never_a_running_one(
         assert histories(database_url, running["id"]) == 0
     assert count(database_url, "jobs") == count(database_url, "sweeps") == 0
     assert count(database_url, "datasets") == 1
+
+
+def test_the_loss_histories_a_run_will_store_count_against_the_quota_at_submit(
+    make_server: Callable[..., Server], database_url: str
+) -> None:
+    """What a job or sweep will store (trials x epochs x 8 bytes, twice with a validation split)
+    is counted at submit, while it is queued or running, on stored datasets as on inline ones."""
+    # One process, kept busy by another owner: ann's first job waits queued, its room reserved.
+    server = make_server(database_url=database_url, max_storage_bytes_per_owner="1000000", local_workers="1")
+    with server.client() as ann, server.client(server.new_key("bob")) as bob:
+        busy = submitted(bob, "/v1/jobs", {"dataset": sine_points(5000), "hyperparameters": LONG})  # 880,000
+        one = ann.post("/v1/datasets", json=points(1)).json()["id"]  # 16 bytes
+        split = {"batch_size": 1, "validation_fraction": 0.25}
+
+        def refused(path: str, total: int, body: dict[str, Any]) -> None:
+            before = [count(database_url, table, "default") for table in ("datasets", "jobs", "sweeps")]
+            r = ann.post(path, json=body)
+            assert r.status_code == 429, r.text
+            assert "storage quota" in r.json()["detail"] and f"would make {total} " in r.json()["detail"], r.text
+            assert [count(database_url, table, "default") for table in ("datasets", "jobs", "sweeps")] == before
+
+        million = {"batch_size": 1, "epochs": 1_000_000}
+        refused("/v1/jobs", 16 + 8_000_000, {"dataset_id": one, "hyperparameters": million})
+        refused("/v1/jobs", 32 + 8_000_000, {"dataset": points(1), "hyperparameters": million})
+        grid = {"seed": list(range(13))}
+        refused(
+            "/v1/sweeps",
+            16 + 13 * 80_000,
+            {"dataset_id": one, "hyperparameters": {**million, "epochs": 10_000}, "grid": grid},
+        )
+        four = ann.post("/v1/datasets", json=points(4)).json()["id"]  # 64 bytes
+        refused("/v1/jobs", 80 + 16 * 62_500, {"dataset_id": four, "hyperparameters": {**split, "epochs": 62_500}})
+        first = submitted(ann, "/v1/jobs", {"dataset_id": four, "hyperparameters": {**split, "epochs": 60_000}})
+        assert first["status"] == "queued"
+        # Its 960,000 bytes are reserved: what would pass the rest is refused, runs and uploads alike.
+        refused("/v1/jobs", 80 + 960_000 + 40_000, {"dataset_id": one, "hyperparameters": {"epochs": 5000}})
+        refused("/v1/datasets", 80 + 960_000 + 40_000, points(2500))
+        assert ann.post("/v1/datasets", json=points(2400)).status_code == 201  # 38,400: it fits
+
+        assert bob.post(f"/v1/jobs/{busy['id']}/cancel").status_code == 202
+        wait_for(ann, first["id"], "succeeded", timeout=120)
+        usage = run_rows(database_url, "SELECT bytes FROM usage WHERE owner = 'default'")[0][0]
+        assert usage == 80 + 38_400 + 960_000 <= 1_000_000  # what it reserved, it stored
+        refused("/v1/jobs", usage + 1600, {"dataset_id": one, "hyperparameters": {"epochs": 200}})
