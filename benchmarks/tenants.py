@@ -1,6 +1,6 @@
 """Tenants benchmark: what one owner's heavy use, within its rate limit, costs another owner.
 
-    python -m benchmarks.tenants [--database sqlite|postgresql] [--seconds 20]
+    python -m benchmarks.tenants [--database sqlite|postgresql] [--seconds 20] [--tree PATH]
 
 Starts `tinytrain serve` with the service's default settings (its rate limit too: 50 requests a
 second per key), then, for each phase, measures another owner's `GET /v1/jobs/{id}` (one request
@@ -13,6 +13,7 @@ its own:
 - points: four clients read a 4M-point dataset's points, again and again.
 It prints a Markdown table: p50, p99 and max of each, and serve's resident memory above its
 level before the phases (its peak during each). Everything shares this machine's cores.
+--tree serves another checkout's source (an earlier tinytrain, for a figure to compare with).
 """
 
 import argparse
@@ -198,17 +199,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--tree", type=Path, help="serve this source tree instead of this checkout's")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, fresh_database(args.database, Path(tmp)) as url:
         # The service's defaults: its rate limit, quotas and caps as an operator gets them.
-        server = Server(Path(tmp), server_env(Path(tmp), database_url=url, rate_limit=None, auth_failure_limit=None))
+        env = server_env(Path(tmp), database_url=url, rate_limit=None, auth_failure_limit=None)
+        if args.tree is not None:
+            env["PYTHONPATH"] = str(args.tree.resolve())
+        server = Server(Path(tmp), env)
         server.start()
         try:
             rows = run(server, args.seconds)
         finally:
             server.stop()
     load = os.getloadavg()[0]
-    print(f"# tinytrain tenants benchmark ({os.cpu_count()} cores, {args.database}, load average {load:.1f})\n")
+    served = f", serving {args.tree}" if args.tree else ""
+    print(f"# tinytrain tenants benchmark ({os.cpu_count()} cores, {args.database}, load average {load:.1f}{served})\n")
     print("another owner's GET /v1/jobs/{id} and /healthz, ms; serve's memory above its level before, MB\n")
     print("| phase | job p50 | job p99 | job max | healthz p99 | healthz max | serve memory | reads |")
     print("|---|---|---|---|---|---|---|---|")
