@@ -71,7 +71,10 @@ def create_app() -> FastAPI:
     app.state.readiness = service.Readiness(executor)
     app.state.metrics = metrics.Exporter(app.state.readiness)
     app.state.watcher = Watcher(
-        settings.progress_interval_seconds, settings.max_streams_per_owner, settings.max_waiting_per_owner
+        settings.progress_interval_seconds,
+        settings.max_streams_per_owner,
+        settings.max_waiting_per_owner,
+        settings.stream_bytes_per_second_per_owner,
     )
     app.state.rate_limit = RateLimit(settings)
     # Included flat, not through a /v1 parent router: every nesting level is matched per request.

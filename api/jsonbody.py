@@ -5,6 +5,7 @@ route's model: both grow with the body, and on the event loop they would stall e
 request meanwhile. Lists with a limit of their own (a dataset's points, a predict request's x
 values) are measured before validation copies them."""
 
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -52,8 +53,28 @@ def _check_lengths(model: type[BaseModel], data: Any) -> None:
         check_length(data, ("x",), settings.max_predict_points, "values")
 
 
+def _glance(raw: bytes, model: type[BaseModel]) -> None:
+    """A 422 for a sweep whose grid is over the trial limit in the body's first MiB already (a
+    grid of a million seeds): the parse of the rest would hold the GIL, and so the event loop,
+    for as long as the body is large. The first MiB is parsed as a prefix of JSON: what it shows
+    is in the body; a list it cuts holds at least what it shows."""
+    if not issubclass(model, schemas.SweepIn):
+        return
+    try:
+        head = pydantic_core.from_json(raw[:INLINE_BYTES], allow_partial=True)
+    except ValueError:
+        return  # the whole parse says what is wrong
+    grid = head.get("grid") if isinstance(head, dict) else None
+    if isinstance(grid, dict):
+        trials = math.prod(len(v) if isinstance(v, list) else 1 for v in grid.values())
+        limit = get_settings().max_trials
+        if trials > limit:
+            raise invalid(("body", "grid"), f"at least {trials} trials is over the limit of {limit}")
+
+
 def parse_model(raw: bytes, model: type[BaseModel]) -> BaseModel:
     """raw as an instance of model: 400 if it is not JSON, 422 naming the fields as FastAPI's would."""
+    _glance(raw, model)
     data = parse_json(raw)
     _check_lengths(model, data)
     try:

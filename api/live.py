@@ -81,13 +81,32 @@ class PerOwner:
             del self._held[owner]
 
 
+class Paced:
+    """Bytes per second each owner's event streams may send in this process, a second's worth at
+    once: what they send costs the event loop (writing a stream's bytes is most of its work), so
+    one owner replaying long histories on many streams takes a bounded share of it."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._free_at: dict[str, float] = {}  # owner: when their streams have sent what they were given
+
+    async def take(self, owner: str, size: int) -> None:
+        """Wait until owner's streams may send size bytes more."""
+        now = asyncio.get_running_loop().time()
+        start = max(self._free_at.get(owner, now), now - 1.0)  # unused time is kept for a second at most
+        self._free_at[owner] = start + size / self.per_second
+        if start > now:
+            await asyncio.sleep(start - now)
+
+
 class Watcher:
     """Polls the followed runs every interval seconds while any stream follows one; and every
     KEY_CHECK seconds, whether the keys of the open streams are still valid."""
 
-    def __init__(self, interval: float, max_streams: int, max_waiting: int) -> None:
+    def __init__(self, interval: float, max_streams: int, max_waiting: int, stream_bytes: int) -> None:
         self.interval = interval
         self.streams = PerOwner(max_streams)
+        self.sent = Paced(stream_bytes)
         self.waiting = PerOwner(max_waiting)
         self._keys: dict[str, set[anyio.Event]] = {}  # a key's digest: the ends of its open streams
         self._keys_checked = 0.0
@@ -143,10 +162,11 @@ class Watcher:
         if not self._keys or now - self._keys_checked < KEY_CHECK:
             return
         self._keys_checked = now
-        valid = await short_read(_valid_keys, list(self._keys))
-        for digest, ends in list(self._keys.items()):
+        digests = list(self._keys)  # a stream that opens while the query runs is checked next time
+        valid = await short_read(_valid_keys, digests)
+        for digest in digests:
             if digest not in valid:
-                for end in ends:
+                for end in self._keys.get(digest, ()):
                     end.set()
 
     def start(self) -> None:

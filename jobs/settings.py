@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     max_streams_per_owner: int = Field(
         200, ge=1, description="Most open event streams of one owner in each serve process (429 beyond)."
     )
+    stream_bytes_per_second_per_owner: int = Field(
+        16 * 1024 * 1024,
+        ge=1024,
+        description="Bytes per second one owner's event streams may send in each serve process (a long "
+        "history replays at this pace).",
+    )
     max_waiting_per_owner: int = Field(
         100,
         ge=0,

@@ -213,10 +213,11 @@ PlotPoints = Annotated[
 
 
 # Points per read of a dataset's points: a MiB of floats, read and encoded in a worker thread,
-# two pieces at a time in this process whoever asks, so that four clients of a 10M-point dataset
-# hold neither the event loop nor the memory of its whole JSON (80 MB) and lists (480 MB).
+# one piece at a time in this process whoever asks (the encoding holds the GIL, which the event
+# loop waits for), so that four clients of a 10M-point dataset hold neither the event loop nor
+# the memory of its whole JSON (80 MB) and lists (480 MB).
 POINTS_PIECE = 131_072
-_READS = anyio.CapacityLimiter(2)
+_READS = anyio.CapacityLimiter(1)
 
 
 Picked = npt.NDArray[np.int64] | None  # the indices of the points to send; None: all

@@ -8,6 +8,7 @@ stream: keep-alive pings, and the end of the stream when the client leaves or se
 """
 
 import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -175,7 +176,9 @@ async def _next_change(watcher: Watcher, run_id: str, seen: State | None, stoppi
     return not stopping.is_set()
 
 
-async def _job_events(watcher: Watcher, job_id: str, sent: int, stopping: anyio.Event) -> AsyncIterator[Any]:
+async def _job_events(
+    watcher: Watcher, stopping: anyio.Event, *, owner: str, job_id: str, sent: int
+) -> AsyncIterator[Any]:
     status = None
     async with watcher.follow(job_id):
         while True:
@@ -189,6 +192,7 @@ async def _job_events(watcher: Watcher, job_id: str, sent: int, stopping: anyio.
                 if not entries:
                     break
                 sent += entries
+                await watcher.sent.take(owner, len(frame))
                 yield frame
             if stopping.is_set():
                 return
@@ -201,7 +205,7 @@ async def _job_events(watcher: Watcher, job_id: str, sent: int, stopping: anyio.
                 return
 
 
-async def _sweep_events(watcher: Watcher, sweep_id: str, stopping: anyio.Event) -> AsyncIterator[ServerSentEvent]:
+async def _sweep_events(watcher: Watcher, stopping: anyio.Event, *, sweep_id: str) -> AsyncIterator[ServerSentEvent]:
     status, progress = None, None
     async with watcher.follow(sweep_id):
         while True:
@@ -264,10 +268,11 @@ async def job_events(
     """The job's loss history as it grows and its status changes, as Server-Sent Events; a
     finished job's stream sends its history and final status, then ends."""
     sent = _epochs_sent(last_event_id, job.hyperparameters["epochs"])
-    return _stream(request, credentials, job.owner, lambda w, stopping: _job_events(w, job.id, sent, stopping))
+    events = functools.partial(_job_events, owner=job.owner, job_id=job.id, sent=sent)
+    return _stream(request, credentials, job.owner, events)
 
 
 @router.get("/sweeps/{sweep_id}/events", response_class=EventSourceResponse, responses=STREAM)
 async def sweep_events(sweep: SweepDep, request: Request, credentials: Credentials) -> EventSourceResponse:
     """The sweep's trial counts and epochs as they change, and its status, as Server-Sent Events."""
-    return _stream(request, credentials, sweep.owner, lambda w, stopping: _sweep_events(w, sweep.id, stopping))
+    return _stream(request, credentials, sweep.owner, functools.partial(_sweep_events, sweep_id=sweep.id))

@@ -108,7 +108,7 @@ def test_a_request_that_starts_waiting_after_its_job_ended_is_answered_from_the_
 
     async def scenario() -> tuple[bool, dict[str, str] | None, bool]:
         # No poll within this test: only the executor's word counts.
-        watcher = Watcher(interval=60, max_streams=1, max_waiting=1)
+        watcher = Watcher(interval=60, max_streams=1, max_waiting=1, stream_bytes=1024)
         watcher.start()
         await asyncio.to_thread(watcher.poke, "job_x", row)  # from the executor's side, as it does
         await asyncio.sleep(0)  # the poke is handled on the loop
