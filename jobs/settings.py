@@ -58,7 +58,10 @@ class Settings(BaseSettings):
     request_threads: int = Field(4, ge=1, description="Threads running the sync routes (writes, lists, predict).")
     progress_interval_seconds: float = Field(0.25, gt=0, description="How often a run writes progress.")
     max_storage_bytes_per_owner: int = Field(
-        2**30, ge=0, description="Most bytes of datasets (16 a point) and loss histories one owner stores (429)."
+        2**30,
+        ge=0,
+        description="Most bytes of datasets (16 a point) and loss histories one owner stores, "
+        "what their queued and running runs will store counted (429).",
     )
     retention_days: float | None = Field(
         None, gt=0, description="Finished jobs and sweeps are deleted this long after they finished; None: kept."
