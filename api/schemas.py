@@ -93,7 +93,7 @@ __all__ = [  # the answers' types too, which routes name schemas.Job and so on
 # Printable text: a control character (a NUL byte above all, which PostgreSQL cannot store) is a 422.
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)]
-# Every id is its type's prefix and 24 hex digits (jobs.lifecycle.new_id); an id of any other
+# Every id is its type's prefix and 24 hex digits (jobs.tables.new_id); an id of any other
 # shape names nothing and is answered 404 without a query (api/deps.py).
 ID_PATTERNS = {prefix: rf"^{prefix}_[0-9a-f]{{24}}$" for prefix in ("job", "ds", "sw", "wh", "msg")}
 

@@ -20,7 +20,7 @@ from jobs.errors import InvalidInput, QueueUnavailable
 from jobs.hyperparameters import brackets, config_from, default_objective, grid_size, halving_of, trials
 from jobs.settings import Settings
 from jobs.status import Status
-from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial, new_id
 from model.config import TrainConfig
 from model.fleet import check_config, split_sizes, training_points
 
@@ -154,7 +154,7 @@ def check_runs(hps: list[dict[str, Any]], n_points: int, settings: Settings, *, 
 def _requested(request: Request, prefix: str, dataset_id: str) -> dict[str, Any]:
     """The columns a new job or sweep takes from its request (tables.Requested), queued."""
     return {
-        "id": lifecycle.new_id(prefix),
+        "id": new_id(prefix),
         "owner": request.owner,
         "name": request.name,
         "status": Status.QUEUED,
@@ -268,7 +268,7 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     )
     chunks = [
         SweepChunk(
-            id=lifecycle.new_id("swc"),
+            id=new_id("swc"),
             sweep_id=sweep.id,
             lo=lo,
             hi=hi,

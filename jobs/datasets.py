@@ -11,9 +11,8 @@ from sqlalchemy.orm import Session
 
 from jobs.errors import Conflict, NotFound
 from jobs.idempotency import commit_once
-from jobs.lifecycle import new_id
 from jobs.status import ACTIVE
-from jobs.tables import Dataset, Job, Sweep
+from jobs.tables import Dataset, Job, Sweep, new_id
 
 Array = npt.NDArray[np.float64]
 Points = tuple[Array, Array]  # x, y

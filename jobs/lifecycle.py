@@ -14,7 +14,6 @@ it waits too long: a message can be lost (a dead queue, a pool process killed), 
 one is harmless, as only one claim succeeds.
 """
 
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -54,11 +53,6 @@ Table = type[Job] | type[SweepChunk]
 def queue_of(hyperparameters: dict[str, Any]) -> str:
     """The queue a job or a sweep's chunk is sent to, from its device."""
     return QUEUES[hyperparameters.get("device", "auto")]
-
-
-def new_id(prefix: str) -> str:
-    """An opaque id with a type prefix, e.g. job_3f9c..."""
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 @dataclass(frozen=True)

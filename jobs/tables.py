@@ -1,5 +1,6 @@
 """The tables: API keys, datasets (points stored as one blob), jobs and sweeps (the truth about a run)."""
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,11 @@ from sqlalchemy.orm import Mapped, deferred, mapped_column
 
 from jobs.db import Base, UTCDateTime, utcnow
 from jobs.status import Status
+
+
+def new_id(prefix: str) -> str:
+    """An opaque id with a type prefix, e.g. job_3f9c..."""
+    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 class ApiKey(Base):

@@ -24,7 +24,7 @@ from jobs.db import utcnow
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from jobs.settings import get_settings
 from jobs.status import Status
-from jobs.tables import Job, Sweep, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from jobs.tables import Job, Sweep, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_id
 
 EVENTS = ("job.succeeded", "job.failed", "job.cancelled", "sweep.succeeded", "sweep.failed", "sweep.cancelled")
 PING = "ping"
@@ -32,10 +32,6 @@ PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 # Long enough for a send (its timeout) and the writes around it; a deliverer that dies holding
 # a claim only delays that delivery by this much.
 LEASE = timedelta(seconds=60)
-
-
-def _new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 def new_secret() -> str:
@@ -85,7 +81,7 @@ def create(
     if count is not None and count >= limit:
         raise QuotaExceeded(f"an owner has at most {limit} webhook endpoints (TINYTRAIN_MAX_WEBHOOKS_PER_OWNER)")
     endpoint = WebhookEndpoint(
-        id=_new_id("wh"),
+        id=new_id("wh"),
         owner=owner,
         url=url,
         events=sorted(set(events)),
@@ -140,7 +136,7 @@ def _enqueue(session: Session, endpoint_id: str, event_type: str, data: dict[str
     now = utcnow()
     body = {"type": event_type, "timestamp": now, "data": data}
     delivery = WebhookDelivery(
-        id=_new_id("msg"),
+        id=new_id("msg"),
         endpoint_id=endpoint_id,
         event_type=event_type,
         payload=pydantic_core.to_json(body).decode(),

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from jobs import datasets, lifecycle, migrate, results, storage
+from jobs import datasets, migrate, results, storage, tables
 from jobs.db import make_engine, utcnow
 from jobs.errors import QuotaExceeded
 from jobs.status import Status
@@ -32,7 +32,7 @@ def dataset(owner: str, n: int, inline: bool) -> Dataset:
 
 def job(owner: str, dataset_id: str, status: Status, finished_ago: float | None) -> Job:
     return Job(
-        id=lifecycle.new_id("job"),
+        id=tables.new_id("job"),
         owner=owner,
         status=status,
         dataset_id=dataset_id,
@@ -46,7 +46,7 @@ def job(owner: str, dataset_id: str, status: Status, finished_ago: float | None)
 
 def sweep(owner: str, dataset_id: str, finished_ago: float) -> tuple[Sweep, list[Any]]:
     row = Sweep(
-        id=lifecycle.new_id("sw"),
+        id=tables.new_id("sw"),
         owner=owner,
         status=Status.SUCCEEDED,
         dataset_id=dataset_id,
@@ -56,7 +56,7 @@ def sweep(owner: str, dataset_id: str, finished_ago: float) -> tuple[Sweep, list
         epochs_total=6,
         finished_at=utcnow() - timedelta(seconds=finished_ago),
     )
-    chunk = SweepChunk(id=lifecycle.new_id("swc"), sweep_id=row.id, lo=0, hi=2, status=Status.SUCCEEDED)
+    chunk = SweepChunk(id=tables.new_id("swc"), sweep_id=row.id, lo=0, hi=2, status=Status.SUCCEEDED)
     trials = [Trial(sweep_id=row.id, index=k, hyperparameters={}, status=Status.SUCCEEDED) for k in range(2)]
     return row, [chunk, *trials, *(history(row, k, 3, None) for k in range(2))]
 

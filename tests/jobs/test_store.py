@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session, undefer
 
-from jobs import datasets, db, keys, lifecycle, migrate, reads
+from jobs import datasets, db, keys, lifecycle, migrate, reads, tables
 from jobs.db import get_engine, make_engine, new_session, utcnow
 from jobs.errors import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
 from jobs.settings import get_settings
@@ -41,7 +41,7 @@ def pending(owner: str = "ann", key: str | None = None, request_hash: str = "h")
     """A new queued job and the dataset sent with it, not yet stored."""
     dataset = datasets.build(owner=owner, x=np.array([0.0, 1.0, 2.0]), y=np.array([1.0, 0.0, 1.0]), name=None)
     job = Job(
-        id=lifecycle.new_id("job"),
+        id=tables.new_id("job"),
         owner=owner,
         name=None,
         status=Status.QUEUED,

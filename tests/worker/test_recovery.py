@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from jobs.lifecycle import new_id
+from jobs.tables import new_id
 from tests.support.celery import Stack, Worker
 from tests.support.client import wait_for
 from tests.support.data import sine_points

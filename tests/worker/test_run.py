@@ -22,7 +22,7 @@ from jobs.db import new_session, session_scope, utcnow
 from jobs.hyperparameters import config_from
 from jobs.settings import get_settings
 from jobs.status import Status
-from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial
+from jobs.tables import Dataset, History, Job, Sweep, SweepChunk, Trial, new_id
 from tests.jobs.test_store import _reset_process_engine
 from tests.support.data import sine_points
 from worker.run import run
@@ -64,7 +64,7 @@ def submit_job(data: datasets.Points, hp: dict[str, Any], max_runtime_seconds: f
     """A queued job on a new dataset of these points; its id."""
     dataset = datasets.build(owner="ann", x=data[0], y=data[1], name=None)
     job = Job(
-        id=lifecycle.new_id("job"),
+        id=new_id("job"),
         owner="ann",
         name=None,
         status=Status.QUEUED,
