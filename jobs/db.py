@@ -7,7 +7,19 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Engine, Float, MetaData, Table, create_engine, event, literal
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Engine,
+    Float,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -130,3 +142,12 @@ def session_scope() -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def lock_owner(session: Session, owner: str) -> None:
+    """Make the owner's writes that a quota decides take turns, to the end of this transaction.
+
+    PostgreSQL: the advisory lock lifecycle.submit takes too. SQLite has one writer: its first
+    INSERT takes the lock, so the caller must insert before it counts."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0))))

@@ -18,7 +18,7 @@ from sqlalchemy import Integer, bindparam, delete, exists, func, literal, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import BindParameter
 
-from jobs.db import core_table, session_scope, utcnow
+from jobs.db import core_table, lock_owner, session_scope, utcnow
 from jobs.errors import Conflict, QuotaExceeded
 from jobs.idempotency import commit_once
 from jobs.lifecycle import get_job
@@ -82,15 +82,6 @@ def check_room(session: Session, owner: str, adding: int, limit: int) -> None:
             f"would make {total} (with what queued and running jobs and sweeps will store); "
             "delete datasets, jobs or sweeps first"
         )
-
-
-def lock_owner(session: Session, owner: str) -> None:
-    """Make the owner's writes that a quota decides take turns, to the end of this transaction.
-
-    PostgreSQL: the advisory lock lifecycle.submit takes too. SQLite has one writer: its first
-    INSERT takes the lock, so the caller must insert before it counts."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(owner, 0))))
 
 
 def store_dataset(*, session: Session, dataset: Dataset, limit: int) -> tuple[Dataset, bool]:

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs import summaries
-from jobs.db import utcnow
+from jobs.db import lock_owner, utcnow
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from jobs.settings import get_settings
 from jobs.status import Status
@@ -76,10 +76,6 @@ def create(
         address_of(url)
     except Refused as e:
         raise InvalidInput(("body", "url"), str(e)) from None
-    limit = get_settings().max_webhooks_per_owner
-    count = session.scalar(select(func.count()).where(WebhookEndpoint.owner == owner))
-    if count is not None and count >= limit:
-        raise QuotaExceeded(f"an owner has at most {limit} webhook endpoints (TINYTRAIN_MAX_WEBHOOKS_PER_OWNER)")
     endpoint = WebhookEndpoint(
         id=new_id("wh"),
         owner=owner,
@@ -89,7 +85,14 @@ def create(
         secret=new_secret(),
         enabled=True,
     )
+    # Inserted, then counted, under the owner's lock: two creates at once cannot both take the last place.
+    lock_owner(session, owner)
     session.add(endpoint)
+    session.flush()
+    limit = get_settings().max_webhooks_per_owner
+    if (session.scalar(select(func.count()).where(WebhookEndpoint.owner == owner)) or 0) > limit:
+        session.rollback()
+        raise QuotaExceeded(f"an owner has at most {limit} webhook endpoints (TINYTRAIN_MAX_WEBHOOKS_PER_OWNER)")
     session.commit()
     return endpoint
 

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,3 +340,19 @@ def test_the_cli_creates_lists_shows_deliveries_and_deletes(server: Server, rece
     tinytrain("webhooks", "delete", made["id"], env=env, cwd=tmp_path)
     gone = run("webhooks", "deliveries", made["id"], env=env, cwd=tmp_path)
     assert gone.returncode == 2 and "not found" in gone.stderr
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_creates_at_once_never_pass_the_owners_endpoint_limit(database: str, tmp_path: Path) -> None:
+    with fresh_database(database, tmp_path) as url:
+        env = server_env(tmp_path, database_url=url, webhook_allow_private="true", max_webhooks_per_owner="2")
+        started = Server(tmp_path, env)
+        started.start()
+        try:
+            with started.client() as c, ThreadPoolExecutor(8) as pool:
+                body = {"url": f"http://127.0.0.1:{free_port()}/hooks", "events": ["job.failed"]}
+                codes = list(pool.map(lambda _: c.post("/v1/webhooks", json=body).status_code, range(8)))
+                assert sorted(codes) == [201, 201] + [429] * 6, codes
+                assert len(c.get("/v1/webhooks").json()["items"]) == 2
+        finally:
+            started.stop()
