@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from httpx_sse import ServerSentEvent, connect_sse
 
 import model
@@ -19,7 +20,7 @@ from jobs.hyperparameters import config_from
 from tests.support.celery import Stack
 from tests.support.client import wait_for
 from tests.support.data import sine_points
-from tests.support.server import Server
+from tests.support.server import Server, serving
 
 # A second or two of training in many engine calls: many progress events.
 STEADY = {"learning_rate": 0.01, "batch_size": 1, "epochs": 4000, "device": "cpu", "validation_fraction": 0.2}
@@ -58,6 +59,14 @@ def submit(c: httpx.Client, hp: dict[str, Any], n: int = 2000) -> str:
     assert response.status_code == 202, response.text
     job_id: str = response.json()["id"]
     return job_id
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Progress written every 10 ms, so that a job trained fast on a quick machine still sends
+    several progress events before it ends."""
+    with serving(tmp_path_factory.mktemp("serve"), progress_interval_seconds="0.01") as started:
+        yield started
 
 
 def test_progress_events_rebuild_the_history_exactly_and_the_stream_ends(server: Server) -> None:

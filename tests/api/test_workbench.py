@@ -273,13 +273,20 @@ def test_a_random_sweep_from_the_new_sweep_page_shows_a_slice_per_hyperparameter
     assert attribute(browser, "#slice-shuffle", "data-categories") == "false,true"  # an axis of named values
     screenshot(browser, tmp_path / "sweep-slices.png", full_height=True)
 
-    # The two best trials, picked from the leaderboard, compared.
+    # The two best trials, picked from the leaderboard once it shows the ended sweep, compared.
+    best = sorted((t for t in trials if t["objective"] is not None), key=lambda t: t["objective"])[:2]
+    top = [str(t["index"]) for t in best]
+    until(
+        browser,
+        lambda d: (
+            [r.get_attribute("data-index") for r in d.find_elements(By.CSS_SELECTOR, "#leaderboard tr")][:2] == top
+        ),
+    )
     for box in browser.find_elements(By.CSS_SELECTOR, "#leaderboard input.pick")[:2]:
         box.send_keys(Keys.SPACE)
     until(browser, lambda d: text(d, "#compare-link") == "Compare (2)")
     browser.find_element(By.ID, "compare-link").send_keys(Keys.ENTER)
     until(browser, lambda d: loaded(d) and attribute(d, "#compare-loss", "data-series") == "2")
-    best = sorted((t for t in trials if t["objective"] is not None), key=lambda t: t["objective"])[:2]
     heads = [a.text for a in browser.find_elements(By.CSS_SELECTOR, "#compare-table thead a")]
     assert heads == [f"{sweep_id} #{t['index']}" for t in best]
     assert attribute(browser, "#compare-fit", "data-curves") == "2"
