@@ -34,10 +34,16 @@ _BUILDS = anyio.CapacityLimiter(2)
 
 
 def _build(parameters: dict[str, float], dtype: export.Dtype, format: export.Format) -> bytes:
+    # onnx and torch are imported at the first export: together they take seconds to import,
+    # which every start of serve would pay otherwise.
     if format == "onnx":
-        return export.onnx_bytes(parameters, dtype)
+        from model import onnx_file
+
+        return onnx_file.onnx_bytes(parameters, dtype)
     if format == "pt2":
-        return export.pt2_bytes(parameters, dtype)
+        from model import torch_file
+
+        return torch_file.pt2_bytes(parameters, dtype)
     return json.dumps(export.json_model(parameters, dtype)).encode()
 
 
