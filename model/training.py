@@ -6,6 +6,7 @@ a stop is seen within a fraction of a second), reports progress and builds the r
 
 import functools
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,9 @@ GPU_MIN_BATCH = 4096
 @functools.cache
 def cuda_available() -> bool:
     """True when torch sees a CUDA device (asked once per process)."""
+    # Linux without NVIDIA's driver has no CUDA device: torch, seconds to import, is not asked.
+    if sys.platform == "linux" and not os.path.exists("/proc/driver/nvidia"):
+        return False
     import torch  # here, not at the top: CPU runs do not pay its import
 
     return bool(torch.cuda.is_available())
