@@ -139,11 +139,11 @@ def sweep_ask(
     with --random-seed and --range NAME=MIN:MAX[:log]; --halving MIN:FACTOR[:BRACKETS]. ValueError
     for a flag that does not parse."""
     hp = given_hyperparameters(ctx, flags)
-    rungs = _halving(halving) if halving is not None else None
+    halved = _halving(halving) if halving is not None else None
     if random is None:
-        return SweepAsk(hp, _named(grid or [], _grid_values, "--grid"), None, objective, rungs)
+        return SweepAsk(hp, _named(grid or [], _grid_values, "--grid"), None, objective, halved)
     draws = {"trials": random, "seed": random_seed, **_named(ranges or [], _range, "--range")}
-    return SweepAsk(hp, None, draws, objective, rungs)
+    return SweepAsk(hp, None, draws, objective, halved)
 
 
 def _halving(text: str) -> dict[str, int]:

@@ -126,8 +126,8 @@ def sweep(data: Path, asked: SweepAsk, *, top: int, as_json: bool) -> None:
             def on_progress(fleet: Fleet) -> None:
                 render.advance(progress, finished + int(fleet.epochs_completed().sum()))
 
-            for rungs, lo, hi in parts:
-                trained = model.train_fleet(x, y, configs[lo:hi], on_progress=on_progress, halving=rungs)
+            for bracket, lo, hi in parts:
+                trained = model.train_fleet(x, y, configs[lo:hi], on_progress=on_progress, halving=bracket)
                 finished += sum(r.epochs_completed for r in trained)
                 results += trained
     except BAD_INPUT as exc:
