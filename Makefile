@@ -8,7 +8,7 @@ TORCH_VERSION ?= 2.13.0
 # PyPI's Linux torch is the multi-GB CUDA build: without an NVIDIA GPU take the CPU wheel.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 
-.PHONY: install serve test lint bench bench-service bench-fleet bench-search load screenshot
+.PHONY: install serve test lint bench bench-service bench-fleet bench-search gpu-check load screenshot
 
 $(BIN)/tinytrain: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ bench-search: install
 
 bench-fleet: install
 	$(BIN)/python -m benchmarks.fleet --service
+
+# On a machine with a CUDA GPU, from the source tree with its own python, torch and Triton: no
+# install (the project's pins may not install there), docs/benchmarks.md says what it runs.
+gpu-check:
+	PYTHONPATH=. $(PYTHON) -m benchmarks.gpu_check
 
 # docs/dashboard.png (a job started from the New job page, mid-training) and docs/compare.png
 # (three jobs compared), taken by the dashboard's browser tests.

@@ -215,7 +215,7 @@ def chunk_spans(epochs: list[int], settings: Settings) -> list[tuple[int, int]]:
     return spans
 
 
-def _halving_chunks(
+def halving_chunks(
     halving: dict[str, Any], objective: str, varied: list[dict[str, Any]], epochs: int, settings: Settings
 ) -> tuple[list[tuple[int, int]], int]:
     """A halving sweep's chunks (one per bracket) and the epochs it plans; InvalidInput naming the field."""
@@ -254,7 +254,7 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     spans = chunk_spans([hp["epochs"] for hp in resolved], settings)
     epochs_total = sum(hp["epochs"] for hp in resolved)
     if request.halving is not None:
-        spans, epochs_total = _halving_chunks(request.halving, objective, varied, base["epochs"], settings)
+        spans, epochs_total = halving_chunks(request.halving, objective, varied, base["epochs"], settings)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,

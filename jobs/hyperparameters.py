@@ -95,3 +95,12 @@ def halving_of(halving: dict[str, Any], objective: str, bracket: int) -> Halving
         bracket=bracket,
         validation=objective == "final_validation_loss",
     )
+
+
+def bracket_and_rung(
+    halving: dict[str, Any], trials: int, objective: str, index: int, epochs: int, epochs_completed: int
+) -> tuple[int, int | None]:
+    """A halving sweep's trial index: its bracket, and the last rung it reached (None before the first)."""
+    bracket = next(b for b, lo, hi in brackets(halving, trials) if lo <= index < hi)
+    rungs = halving_of(halving, objective, bracket).rungs(epochs)
+    return bracket, max((r for r in rungs if r <= epochs_completed), default=None)

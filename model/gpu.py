@@ -348,6 +348,12 @@ def _int32(values: npt.NDArray[Any]) -> npt.NDArray[np.int32]:
     return np.minimum(values.astype(np.int64), _MAX_INT32).astype(np.int32)
 
 
+def interpreted() -> bool:
+    """Whether the kernel runs in Triton's interpreter (TRITON_INTERPRET=1 when this module was
+    imported): then on CPU tensors, with no GPU."""
+    return isinstance(_fleet_kernel, InterpretedFunction)
+
+
 class GpuEngine:
     """A fleet's trials trained by _fleet_kernel: the data and per-trial arrays live on the device.
 
@@ -359,7 +365,7 @@ class GpuEngine:
         dev = torch.device(device)
         if dev.type == "cuda" and dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
-        if dev.type != "cuda" and not isinstance(_fleet_kernel, InterpretedFunction):
+        if dev.type != "cuda" and not interpreted():
             raise ValueError(
                 f"device {device} needs Triton's interpreter: TRITON_INTERPRET=1 before importing model.gpu"
             )

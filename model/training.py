@@ -47,8 +47,9 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str, trials: int = 1, min_batch: int = 1) -> str:
-    """Where a run trains: "cpu" or "cuda"; cuda where none is present is an error."""
-    if device == "cuda" and not cuda_available():
+    """Where a run trains: "cpu" or "cuda"; cuda where none is present is an error, unless the
+    GPU kernel runs in Triton's interpreter (TRITON_INTERPRET=1), which needs none."""
+    if device == "cuda" and not cuda_available() and not _interpreted():
         raise TrainingInputError("device cuda was requested but no CUDA device is available", "device")
     if device == "auto":
         big = trials >= GPU_MIN_TRIALS or min_batch >= GPU_MIN_BATCH
@@ -134,11 +135,18 @@ def train_fleet(
     return [fleet.result(k, seconds=seconds, device=engine.device_name, stopped=stopped) for k in range(len(fleet))]
 
 
+def _interpreted() -> bool:
+    from model.gpu import interpreted  # here: it imports torch and triton
+
+    return interpreted()
+
+
 def _engine(fleet: Fleet, device: str) -> "CpuEngine | GpuEngine":
     if device == "cuda":
-        from model.gpu import GpuEngine  # here: it imports torch and triton
+        from model.gpu import GpuEngine, interpreted
 
-        return GpuEngine(fleet)
+        # The interpreter runs the kernel on CPU tensors (slowly: small fleets, for checks).
+        return GpuEngine(fleet, "cpu" if interpreted() else "cuda")
     return CpuEngine(fleet)
 
 

@@ -164,3 +164,59 @@ def test_sweep_bad_input_is_one_line_and_exit_2(tmp_path: Path, flags: list[str]
     done = run("sweep", "d.csv", *flags, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+def test_a_halving_sweep_prunes_trials_to_what_a_job_of_their_rung_gives(tmp_path: Path) -> None:
+    _sine_csv(tmp_path / "d.csv")
+    base = ["--dtype", "float64", "--epochs", "18", "--batch-size", "8", "--validation-fraction", "0.2"]
+    draws = ["--random", "12", "--range", "learning_rate=0.02:1:log", "--halving", "2:3:2"]
+    done = run("sweep", "d.csv", "--json", *base, *draws, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    trials = out["trials"]
+    # Hyperband's two brackets, rungs 2, 6, 18 and 6, 18: their first and last rungs prune.
+    assert {t["bracket"] for t in trials} == {0, 1}
+    pruned = [t for t in trials if t["status"] == "pruned"]
+    succeeded = [t for t in trials if t["status"] == "succeeded"]
+    assert {t["rung"] for t in pruned} == {2, 6} and {t["rung"] for t in succeeded} == {18}
+    assert all(t["objective"] is None and t["rung"] == t["epochs_completed"] for t in pruned)
+    assert out["best"]["index"] == min(succeeded, key=lambda t: t["objective"])["index"]
+    for t in (pruned[0], succeeded[0]):
+        flags = ["--learning-rate", str(t["hyperparameters"]["learning_rate"]), "--epochs", str(t["rung"])]
+        alone = json.loads(run("train", "d.csv", "--json", *base, *flags, cwd=tmp_path).stdout)
+        assert t["result"]["parameters"] == alone["parameters"]
+        assert t["result"]["loss_history"] == alone["loss_history"]
+
+    board = run("sweep", "d.csv", *base, *draws, "--top", "12", cwd=tmp_path).stdout.splitlines()
+    assert board[0].split() == ["index", "learning_rate", "final_validation_loss", "rung", "epochs", "status"]
+    rows = [line.split() for line in board[1:]]
+    assert [r[-1] for r in rows] == ["succeeded"] * len(succeeded) + ["pruned"] * len(pruned)
+    assert [int(r[0]) for r in rows[len(succeeded) :]] == [t["index"] for t in pruned]  # unranked: by index
+    assert [(int(r[3]), int(r[4])) for r in rows[len(succeeded) :]] == [(t["rung"], t["rung"]) for t in pruned]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("3", "--halving takes MIN:FACTOR[:BRACKETS]"),
+        ("3:x", "--halving takes MIN:FACTOR[:BRACKETS]"),
+        ("3:3:1:1", "--halving takes MIN:FACTOR[:BRACKETS]"),
+        ("-1:3", "--halving takes MIN:FACTOR[:BRACKETS]"),
+        ("0:3", "--halving 0:3: min_epochs should be greater than or equal to 1"),
+        ("3:1", "--halving 3:1: reduction_factor should be greater than or equal to 2"),
+        ("3:3:0", "--halving 3:3:0: brackets should be greater than or equal to 1"),
+        ("30:3", "min_epochs 30 is past the 20 epochs"),
+        ("3:3:3", "the last bracket's first rung, 27 epochs, is past the 20 epochs"),
+    ],
+)
+def test_sweep_bad_halving_is_one_line_and_exit_2(tmp_path: Path, value: str, message: str) -> None:
+    _sine_csv(tmp_path / "d.csv")
+    done = run("sweep", "d.csv", "--random", "3", "--epochs", "20", "--halving", value, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and message in done.stderr, done.stderr
+
+
+def test_halving_with_a_grid_that_varies_epochs_is_refused(tmp_path: Path) -> None:
+    _sine_csv(tmp_path / "d.csv")
+    done = run("sweep", "d.csv", "--grid", "epochs=9,27", "--halving", "3:3", cwd=tmp_path)
+    assert done.returncode == 2 and "do not vary epochs" in done.stderr, done.stderr

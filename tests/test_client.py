@@ -25,6 +25,7 @@ from tinytrain.client import (
     ApiError,
     Client,
     Dataset,
+    Halving,
     Job,
     JobProgressEvent,
     Result,
@@ -224,6 +225,35 @@ def test_a_sweep_end_to_end(client: Client) -> None:
     with pytest.raises(ApiError) as gone:
         client.get_sweep(sweep.id)
     assert gone.value.status == 404
+
+
+def test_a_halving_sweep_prunes_trials_to_the_jobs_of_their_rungs(client: Client) -> None:
+    base = {"epochs": 18, "batch_size": 8, "device": "cpu", "validation_fraction": 0.2}
+    draws = {"trials": 9, "seed": 0, "learning_rate": {"min": 0.02, "max": 1.0, "log": True}}
+    as_model = client.sweep(
+        x=POINTS["x"], y=POINTS["y"], hyperparameters=base, random=draws, halving=Halving(min_epochs=2)
+    )
+    as_dict = client.sweep(
+        x=POINTS["x"],
+        y=POINTS["y"],
+        hyperparameters=base,
+        random=draws,
+        halving={"min_epochs": 2, "reduction_factor": 3},
+    )
+    assert as_model.halving == as_dict.halving == Halving(min_epochs=2, reduction_factor=3, brackets=1)
+    ended = client.wait_sweep(as_model.id, timeout=30)
+    # Rungs 2, 6, 18: 9 trials keep 3, then 1.
+    assert ended.trials.pruned == 8 and ended.trials.succeeded == 1
+    trials = list(client.all_trials(as_model.id))
+    assert [t.status for t in trials] == [t.status for t in client.all_trials(client.wait_sweep(as_dict.id).id)]
+    winner = next(t for t in trials if t.status == "succeeded")
+    assert ended.best is not None and ended.best.index == winner.index
+    pruned = next(t for t in trials if t.status == "pruned" and t.rung == 6)
+    job = client.wait(
+        client.submit(x=POINTS["x"], y=POINTS["y"], hyperparameters={**pruned.hyperparameters, "epochs": 6}).id
+    )
+    assert pruned.result is not None and job.result is not None
+    assert pruned.result.parameters == job.result.parameters and pruned.result.final_loss == job.result.final_loss
 
 
 def test_a_server_that_is_down_is_unreachable_after_the_retries(retries: Callable[[], list[str]]) -> None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -194,3 +195,39 @@ def test_the_progress_bar_in_a_terminal(server: Server, data: Path) -> None:
     assert any(status == "running" and int(percent) < 100 for status, percent, _ in seen), frames
     last = frames[-1]
     assert seen[-1] == ("succeeded", "100", "200000") and "EXIT=0" in last and "final loss = " in last
+
+
+def test_a_halving_sweep_on_the_server_is_the_local_one(server: Server, data: Path) -> None:
+    env, cwd = env_of(server), data.parent
+    draws = ("--random", "12", "--range", "learning_rate=0.02:1:log", "--halving", "2:3:2")
+    args = (data.name, *draws, *QUICK, "--epochs", "18", "--validation-fraction", "0.2")
+    here = json.loads(ok("sweep", *args, "--json", env=clean_env(), cwd=cwd))["trials"]
+    there = json.loads(ok("sweep", *args, "--wait", "--json", env=env, cwd=cwd))
+    assert there["sweep"]["status"] == "succeeded" and there["sweep"]["halving"] == {
+        "min_epochs": 2,
+        "reduction_factor": 3,
+        "brackets": 2,
+    }
+    assert there["sweep"]["trials"]["pruned"] == sum(t["status"] == "pruned" for t in here) > 0
+
+    def outcome(t: dict[str, Any]) -> tuple[Any, ...]:
+        result = t["result"]
+        return t["status"], t["bracket"], t["rung"], t["epochs_completed"], result["parameters"], result["final_loss"]
+
+    assert [outcome(t) for t in there["trials"]] == [outcome(t) for t in here]
+
+    board = ok("sweep", *args, "--wait", "--top", "12", env=env, cwd=cwd).splitlines()
+    assert board == ok("sweep", *args, "--top", "12", env=clean_env(), cwd=cwd).splitlines()
+    assert board[0].split()[-3:] == ["rung", "epochs", "status"] and board[-1].split()[-1] == "pruned"
+    sweep_id = there["sweep"]["id"]
+    shown = ok("sweeps", "show", sweep_id, env=env, cwd=cwd)
+    assert f"{there['sweep']['trials']['pruned']} pruned)" in shown and "halving: " in shown
+
+
+def test_bad_halving_on_the_server_is_one_line(server: Server, data: Path) -> None:
+    env, cwd = env_of(server), data.parent
+    sweep = ("sweep", data.name, "--random", "3", "--epochs", "20", *QUICK[2:])
+    unparsed = run(*sweep, "--halving", "3", env=env, cwd=cwd)
+    assert unparsed.returncode == 2 and "--halving takes MIN:FACTOR" in one_line_error(unparsed)
+    assert "reduction_factor" in one_line_error(run(*sweep, "--halving", "3:1", env=env, cwd=cwd))
+    assert "min_epochs 30 is past" in one_line_error(run(*sweep, "--halving", "30:3", env=env, cwd=cwd))

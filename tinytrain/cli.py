@@ -14,6 +14,7 @@ from tinytrain import remote, render
 from tinytrain.flags import (
     Data,
     Grid,
+    HalvingOption,
     KeyOption,
     Objective,
     RandomSeed,
@@ -61,6 +62,7 @@ def sweep(
     random_seed: RandomSeed = 0,
     range_: Ranges = None,
     objective: Objective = None,
+    halving: HalvingOption = None,
     top: Top = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the trials and the best, as JSON.")] = False,
     server: ServerOption = None,
@@ -72,7 +74,7 @@ def sweep(
     the train flags as the base; then the best trials as a table. With --server (or
     TINYTRAIN_URL), the service runs the sweep instead."""
     try:
-        asked = sweep_ask(ctx, flags, grid, random, random_seed, range_, objective)
+        asked = sweep_ask(ctx, flags, grid, random, random_seed, range_, objective, halving)
     except ValueError as exc:
         render.fail(str(exc))
     if server:

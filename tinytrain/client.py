@@ -39,6 +39,7 @@ from pydantic import BaseModel
 from tinytrain.wire import (
     ACTIVE,
     Dataset,
+    Halving,
     Hyperparameters,
     Job,
     JobProgressEvent,
@@ -65,6 +66,7 @@ __all__ = [
     "Client",
     "ClientError",
     "Dataset",
+    "Halving",
     "Job",
     "JobProgressEvent",
     "JobSummary",
@@ -416,11 +418,14 @@ class Client:
         grid: Mapping[str, Sequence[Any]] | None = None,
         random: Mapping[str, Any] | None = None,
         objective: str | None = None,
+        halving: Mapping[str, int] | Halving | None = None,
         max_runtime_seconds: float | None = None,
         name: str | None = None,
     ) -> Sweep:
         """Queue a sweep: every combination of grid (or random draws) of hyperparameters over
-        the base hyperparameters, on one dataset (stored, or x and y inline)."""
+        the base hyperparameters, on one dataset (stored, or x and y inline). With halving
+        ({"min_epochs", "reduction_factor", "brackets"}), successive halving prunes the trials
+        that fall behind at each rung."""
         body = _run_body(dataset_id, x, y, hyperparameters, {}, max_runtime_seconds, name)
         if grid is not None:
             body["grid"] = {k: list(v) for k, v in grid.items()}
@@ -428,6 +433,8 @@ class Client:
             body["random"] = dict(random)
         if objective is not None:
             body["objective"] = objective
+        if halving is not None:
+            body["halving"] = halving.model_dump() if isinstance(halving, Halving) else dict(halving)
         return self._create(SWEEPS, body)
 
     def get_sweep(self, sweep_id: str) -> Sweep:

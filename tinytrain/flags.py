@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
+import pydantic
 import typer
 
-from tinytrain.wire import Device, Dtype, Hyperparameters, Status
+from tinytrain.wire import Device, Dtype, Halving, Hyperparameters, Status
 
 Command = TypeVar("Command", bound=Callable[..., None])
 DEFAULT = Hyperparameters()
@@ -29,6 +30,15 @@ Ranges = Annotated[
     list[str] | None, typer.Option("--range", help="NAME=MIN:MAX[:log]: a random draw's range (repeatable).")
 ]
 Objective = Annotated[str | None, typer.Option(help="final_loss or final_validation_loss.")]
+HalvingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--halving",
+        help="MIN:FACTOR[:BRACKETS]: successive halving from MIN epochs, keeping 1/FACTOR at each rung; "
+        "Hyperband with BRACKETS > 1.",
+        show_default=False,
+    ),
+]
 
 # The remote commands'.
 ServerOption = Annotated[
@@ -112,6 +122,7 @@ class SweepAsk:
     grid: dict[str, list[Any]] | None
     random: dict[str, Any] | None
     objective: str | None
+    halving: dict[str, int] | None = None
 
 
 def sweep_ask(
@@ -122,14 +133,32 @@ def sweep_ask(
     random_seed: int,
     ranges: list[str] | None,
     objective: str | None,
+    halving: str | None = None,
 ) -> SweepAsk:
     """The sweep of the train flags given as the base, and --grid NAME=V1,V2,..., or --random N
-    with --random-seed and --range NAME=MIN:MAX[:log]. ValueError for a flag that does not parse."""
+    with --random-seed and --range NAME=MIN:MAX[:log]; --halving MIN:FACTOR[:BRACKETS]. ValueError
+    for a flag that does not parse."""
     hp = given_hyperparameters(ctx, flags)
+    halved = _halving(halving) if halving is not None else None
     if random is None:
-        return SweepAsk(hp, _named(grid or [], _grid_values, "--grid"), None, objective)
+        return SweepAsk(hp, _named(grid or [], _grid_values, "--grid"), None, objective, halved)
     draws = {"trials": random, "seed": random_seed, **_named(ranges or [], _range, "--range")}
-    return SweepAsk(hp, None, draws, objective)
+    return SweepAsk(hp, None, draws, objective, halved)
+
+
+def _halving(text: str) -> dict[str, int]:
+    """MIN:FACTOR[:BRACKETS] as a sweep's halving, checked as the service checks it."""
+    parts = text.split(":")
+    usage = f"--halving takes MIN:FACTOR[:BRACKETS], whole numbers, not {text!r}"
+    if len(parts) not in (2, 3) or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(usage)
+    names = ("min_epochs", "reduction_factor", "brackets")
+    try:
+        checked = Halving.model_validate(dict(zip(names, map(int, parts), strict=False)))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg'].removeprefix('Input ')}" for e in exc.errors())
+        raise ValueError(f"--halving {text}: {problems}") from None
+    return checked.model_dump()
 
 
 def _named(pairs: list[str], parse: Callable[[str, str], Any], flag: str) -> dict[str, Any]:

@@ -20,14 +20,15 @@ from pydantic import ValidationError
 import model
 from api import schemas
 from jobs import keys, migrate
-from jobs.admission import check_runs, sweep_trials, with_batch_size
+from jobs.admission import check_runs, halving_chunks, sweep_trials, with_batch_size
 from jobs.db import session_scope
 from jobs.errors import InvalidInput
-from jobs.hyperparameters import config_from, default_objective
+from jobs.hyperparameters import bracket_and_rung, brackets, config_from, default_objective, halving_of
 from jobs.results import trial_outcome
 from jobs.settings import Settings, get_settings
 from model.csvdata import parse_points
 from model.fleet import Fleet
+from model.halving import Halving
 from model.training import cuda_available
 from tinytrain import render
 from tinytrain.flags import Data, SweepAsk, given_hyperparameters, with_train_flags
@@ -110,25 +111,45 @@ def sweep(data: Path, asked: SweepAsk, *, top: int, as_json: bool) -> None:
         hps = [with_batch_size({**base, **v}, len(x)) for v in varied]
         check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
         goal = request.objective or default_objective(base)
-        with render.bar(f"{len(hps)} trials", sum(hp["epochs"] for hp in hps), quiet=as_json) as progress:
+        halving = request.halving.model_dump() if request.halving is not None else None
+        # As the service trains them: a halving sweep bracket by bracket, each ranked on its own.
+        parts: list[tuple[Halving | None, int, int]] = [(None, 0, len(hps))]
+        total = sum(hp["epochs"] for hp in hps)
+        if halving is not None:
+            total = halving_chunks(halving, goal, varied, base["epochs"], settings)[1]
+            parts = [(halving_of(halving, goal, b), lo, hi) for b, lo, hi in brackets(halving, len(hps))]
+        configs = [config_from(hp) for hp in hps]
+        results: list[model.TrainResult] = []
+        with render.bar(f"{len(hps)} trials", total, quiet=as_json) as progress:
+            finished = 0  # the epochs of the parts trained before this one
 
             def on_progress(fleet: Fleet) -> None:
-                render.advance(progress, int(fleet.epochs_completed().sum()))
+                render.advance(progress, finished + int(fleet.epochs_completed().sum()))
 
-            results = model.train_fleet(x, y, [config_from(hp) for hp in hps], on_progress=on_progress)
+            for bracket, lo, hi in parts:
+                trained = model.train_fleet(x, y, configs[lo:hi], on_progress=on_progress, halving=bracket)
+                finished += sum(r.epochs_completed for r in trained)
+                results += trained
     except BAD_INPUT as exc:
         _fail(exc)
-    trials = [_trial(k, hp, result, goal) for k, (hp, result) in enumerate(zip(hps, results, strict=True))]
+    trials = [_trial(k, hps, result, goal, halving) for k, result in enumerate(results)]
     ranked = sorted((t for t in trials if t.objective is not None), key=lambda t: (t.objective, t.index))
     if as_json:
         render.echo_json({"trials": trials, "best": ranked[0] if ranked else None})
         return
     unranked = [t for t in trials if t.objective is None]
-    render.leaderboard(list(varied[0]) if varied else [], goal, (ranked + unranked)[:top])
+    names = list(varied[0]) if varied else []
+    render.leaderboard(names, goal, (ranked + unranked)[:top], rungs=halving is not None)
 
 
-def _trial(index: int, hp: dict[str, Any], result: model.TrainResult, objective: str) -> schemas.TrialWithResult:
-    outcome = trial_outcome(result, objective)
+def _trial(
+    index: int, hps: list[dict[str, Any]], result: model.TrainResult, objective: str, halving: dict[str, Any] | None
+) -> schemas.TrialWithResult:
+    """Trial index of the sweep of hps, as the service reads it back."""
+    hp, outcome = hps[index], trial_outcome(result, objective)
+    bracket = rung = None
+    if halving is not None:
+        bracket, rung = bracket_and_rung(halving, len(hps), objective, index, hp["epochs"], result.epochs_completed)
     return schemas.TrialWithResult(
         index=index,
         hyperparameters=hp,
@@ -136,6 +157,8 @@ def _trial(index: int, hp: dict[str, Any], result: model.TrainResult, objective:
         error=schemas.Error.of(outcome["error_code"], outcome["error_message"]),
         objective=outcome["objective"],
         epochs_completed=result.epochs_completed,
+        bracket=bracket,
+        rung=rung,
         result=schemas.Result(
             **outcome["result"],
             loss_history=result.loss_history,

@@ -347,6 +347,7 @@ def sweep_on_server(
             grid=asked.grid,
             random=asked.random,
             objective=asked.objective,
+            halving=asked.halving,
         )
         if wait:
             _report_sweep(client, follow(client, SWEEPS, sweep.id), top, as_json)
@@ -361,7 +362,7 @@ def _report_sweep(client: Client, sweep: Sweep, top: int, as_json: bool) -> None
         render.echo_json({"sweep": sweep, "trials": list(client.all_trials(sweep.id))})
     else:
         best = client.trials(sweep.id, order_by="objective", limit=min(100, max(1, top))).items[:top]
-        render.leaderboard(render.varied(sweep), sweep.objective, best)
+        render.leaderboard(render.varied(sweep), sweep.objective, best, rungs=sweep.halving is not None)
     _exit_unless_succeeded(sweep)
 
 
@@ -381,7 +382,10 @@ def sweeps_trials(
     """The sweep's trials: the leaderboard (best objective first) or in index order."""
     sweep = client.get_sweep(sweep_id)
     page = client.trials(sweep_id, order_by=order_by, limit=limit, cursor=cursor)
-    render.page(page, lambda trials: render.leaderboard(render.varied(sweep), sweep.objective, trials), as_json)
+    rungs = sweep.halving is not None
+    render.page(
+        page, lambda trials: render.leaderboard(render.varied(sweep), sweep.objective, trials, rungs=rungs), as_json
+    )
 
 
 @sweeps_app.command("watch")

@@ -109,8 +109,11 @@ def sweep(run: Sweep) -> None:
     counts = run.trials
     typer.echo(
         f"trials: {counts.total} ({counts.queued} queued, {counts.running} running, {counts.succeeded} succeeded, "
-        f"{counts.failed} failed, {counts.cancelled} cancelled)"
+        f"{counts.failed} failed, {counts.cancelled} cancelled"
+        + (f", {counts.pruned} pruned)" if run.halving is not None else ")")
     )
+    if run.halving is not None:
+        typer.echo(f"halving: {run.halving.model_dump_json()}")
     typer.echo(f"progress: {run.progress.epochs_completed}/{run.progress.epochs} epochs")
     if run.best is not None:
         best = run.best
@@ -166,12 +169,16 @@ def attempts(items: Sequence[WebhookAttemptOut]) -> None:
         typer.echo(f"{line}  {a.error or ''}")
 
 
-def leaderboard(names: Sequence[str], objective: str, trials: Sequence[TrialBase]) -> None:
-    """The trials in the order given, with the values of the varied hyperparameters (names)."""
-    typer.echo(f"{'index':>5}  " + "  ".join(f"{n:>14}" for n in names) + f"  {objective:>22}  {'status':>9}")
+def leaderboard(names: Sequence[str], objective: str, trials: Sequence[TrialBase], *, rungs: bool = False) -> None:
+    """The trials in the order given, with the values of the varied hyperparameters (names); a
+    halving sweep's (rungs) also with the last rung each reached and its epochs trained, which
+    tell a pruned trial's stage (it has no objective: only succeeded trials rank)."""
+    stage = f"  {'rung':>6}  {'epochs':>6}" if rungs else ""
+    typer.echo(f"{'index':>5}  " + "  ".join(f"{n:>14}" for n in names) + f"  {objective:>22}{stage}  {'status':>9}")
     for t in trials:
         values = "  ".join(f"{json.dumps(t.hyperparameters.get(n)):>14}" for n in names)
-        typer.echo(f"{t.index:>5}  {values}  {number(t.objective):>22}  {t.status:>9}")
+        stage = f"  {t.rung if t.rung is not None else '-':>6}  {t.epochs_completed:>6}" if rungs else ""
+        typer.echo(f"{t.index:>5}  {values}  {number(t.objective):>22}{stage}  {t.status:>9}")
 
 
 def page(items: Page[Any], table: Callable[[list[Any]], None], as_json: bool) -> None:

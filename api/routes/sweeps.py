@@ -21,7 +21,7 @@ from api.routes.jobs import (
 )
 from jobs import lifecycle, summaries, sweeps, tables
 from jobs.errors import Conflict
-from jobs.hyperparameters import brackets, halving_of
+from jobs.hyperparameters import bracket_and_rung
 from jobs.status import Status
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=JSONRoute)
@@ -60,9 +60,9 @@ def trial_out(trial: tables.Trial, sweep: tables.Sweep) -> schemas.Trial:
     epochs = trial.result["epochs_completed"] if trial.result is not None else 0
     bracket = rung = None
     if sweep.halving is not None:
-        bracket = next(b for b, lo, hi in brackets(sweep.halving, sweep.trials_total) if lo <= trial.index < hi)
-        rungs = halving_of(sweep.halving, sweep.objective, bracket).rungs(trial.hyperparameters["epochs"])
-        rung = max((r for r in rungs if r <= epochs), default=None)
+        bracket, rung = bracket_and_rung(
+            sweep.halving, sweep.trials_total, sweep.objective, trial.index, trial.hyperparameters["epochs"], epochs
+        )
     return schemas.Trial(
         index=trial.index,
         hyperparameters=trial.hyperparameters,
