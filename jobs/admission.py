@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 import model
-from jobs import datasets, lifecycle, storage
+from jobs import datasets, lifecycle, search, storage
 from jobs.db import utcnow
 from jobs.errors import InvalidInput, QueueUnavailable
 from jobs.hyperparameters import brackets, config_from, default_objective, grid_size, halving_of, trials
@@ -41,6 +41,7 @@ class Request:
     request_hash: str | None  # of the whole body, with an idempotency key: tells a retry from another request
     grid: dict[str, list[Any]] | None = None
     random: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
     halving: dict[str, Any] | None = None
     objective: str | None = None
 
@@ -219,6 +220,21 @@ def _halving_chunks(
     halving: dict[str, Any], objective: str, varied: list[dict[str, Any]], epochs: int, settings: Settings
 ) -> tuple[list[tuple[int, int]], int]:
     """A halving sweep's chunks (one per bracket) and the epochs it plans; InvalidInput naming the field."""
+    _check_halving(halving, varied, epochs)
+    spans, planned = [], 0
+    for b, lo, hi in brackets(halving, len(varied)):
+        if (hi - lo) * epochs > settings.max_chunk_history:
+            message = f"bracket {b} of {hi - lo} trials x {epochs} epochs is over {settings.max_chunk_history}"
+            raise InvalidInput(
+                ("body", "halving"), f"{message}, the most one engine call holds: use fewer trials or brackets"
+            )
+        spans.append((lo, hi))
+        planned += halving_of(halving, objective, b).planned_epochs(hi - lo, epochs)
+    return spans, planned
+
+
+def _check_halving(halving: dict[str, Any], varied: list[dict[str, Any]], epochs: int) -> None:
+    """InvalidInput naming the field of a halving that cannot rank these trials of these epochs."""
     where = ("body", "halving")
     if any("epochs" in v for v in varied):
         raise InvalidInput((*where,), "halving sets each trial's epochs by its rungs: do not vary epochs")
@@ -228,14 +244,31 @@ def _halving_chunks(
     if last_first_rung > epochs:
         message = f"the last bracket's first rung, {last_first_rung} epochs, is past the {epochs} epochs"
         raise InvalidInput((*where, "brackets"), message)
-    spans, planned = [], 0
-    for b, lo, hi in brackets(halving, len(varied)):
-        if (hi - lo) * epochs > settings.max_chunk_history:
-            message = f"bracket {b} of {hi - lo} trials x {epochs} epochs is over {settings.max_chunk_history}"
-            raise InvalidInput(where, f"{message}, the most one engine call holds: use fewer trials or brackets")
-        spans.append((lo, hi))
-        planned += halving_of(halving, objective, b).planned_epochs(hi - lo, epochs)
-    return spans, planned
+
+
+def _search_sweep(
+    request: Request, objective: str, n_points: int, settings: Settings
+) -> tuple[list[tuple[int, int]], int, int]:
+    """A search's one chunk, the epochs it plans and the most its trials may train, all told;
+    InvalidInput naming the field. Its trials are not known yet: each is checked as the engine
+    will at the ends of every range and at every value listed, and counted at the longest."""
+    spec, base, where = request.search, request.hyperparameters, ("body", "search")
+    assert spec is not None
+    corners = search.corners(spec)
+    for values in corners:
+        _check_trial(with_batch_size({**base, **values}, n_points), n_points, settings, where)
+    longest, trials = search.longest(spec, base["epochs"]), spec["trials"]
+    if trials * n_points * longest > settings.max_work:
+        raise _over_work(trials * n_points * longest, settings)
+    batch = min(spec["batch"], trials)
+    if batch * longest > settings.max_chunk_history:
+        message = (
+            f"{batch} trials x {longest} epochs is over {settings.max_chunk_history}, the most one engine call holds"
+        )
+        raise InvalidInput((*where, "batch"), message)
+    if request.halving is not None:
+        _check_halving(request.halving, corners, base["epochs"])
+    return [(0, trials)], search.planned_epochs(spec, request.halving, objective, base["epochs"]), trials * longest
 
 
 def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: Callable[[], bool]) -> Admitted:
@@ -246,25 +279,31 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     objective = request.objective or default_objective(base)
     if objective == "final_validation_loss" and base["validation_fraction"] == 0:
         raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
-    varied = sweep_trials(request.grid, request.random, settings)
-    resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
     request = replace(request, hyperparameters=with_batch_size(base, n_points))
-    check_runs(resolved, n_points, settings, sweep=True)
-    # Storage and work count every trial at its full epochs: at most what a halving sweep writes.
-    spans = chunk_spans([hp["epochs"] for hp in resolved], settings)
-    epochs_total = sum(hp["epochs"] for hp in resolved)
-    if request.halving is not None:
-        spans, epochs_total = _halving_chunks(request.halving, objective, varied, base["epochs"], settings)
+    if request.search is not None:
+        # Its trials are asked as it runs: until then each row holds the base.
+        spans, epochs_total, most = _search_sweep(request, objective, n_points, settings)
+        resolved = [request.hyperparameters] * request.search["trials"]
+    else:
+        varied = sweep_trials(request.grid, request.random, settings)
+        resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
+        check_runs(resolved, n_points, settings, sweep=True)
+        # Storage and work count every trial at its full epochs: at most what a halving sweep writes.
+        spans = chunk_spans([hp["epochs"] for hp in resolved], settings)
+        epochs_total = most = sum(hp["epochs"] for hp in resolved)
+        if request.halving is not None:
+            spans, epochs_total = _halving_chunks(request.halving, objective, varied, base["epochs"], settings)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,
         random=request.random,
+        search=request.search,
         halving=request.halving,
         objective=objective,
         trials_total=len(resolved),
         epochs_total=epochs_total,
         # What the sweep may store: every trial to its last epoch (a halving sweep stores less).
-        history_bytes=storage.history_bytes(sum(hp["epochs"] for hp in resolved), base["validation_fraction"]),
+        history_bytes=storage.history_bytes(most, base["validation_fraction"]),
     )
     chunks = [
         SweepChunk(

@@ -204,15 +204,22 @@ def heartbeat(
 ) -> bool | None:
     """Extend the lease and record progress (columns of the run's table, and the loss history's
     new segments); returns whether a cancel was asked, None if this attempt is stale."""
-    beat = _statements(table_of(run_id)).beat
-    flag: bool | None = _write(
-        session, beat, {"run": run_id, "attempt": attempt, "lease": lease_seconds, **progress}
-    ).scalar_one_or_none()
+    flag = renew(session=session, run_id=run_id, attempt=attempt, lease_seconds=lease_seconds, **progress)
     if flag is not None and segments:
         # A beat whose commit went through though its answer was lost sent these epochs already.
         results.remove_histories(session, run_id, from_epoch=segments[0]["first_epoch"])
         results.insert_histories(session, segments)
     session.commit()
+    return flag
+
+
+def renew(*, session: Session, run_id: str, attempt: int, lease_seconds: float, **progress: Any) -> bool | None:
+    """A heartbeat's UPDATE, not committed: the caller writes what the attempt holding the run may
+    write beside it (rolled back when this returns None, the attempt stale); whether a cancel was asked."""
+    beat = _statements(table_of(run_id)).beat
+    flag: bool | None = _write(
+        session, beat, {"run": run_id, "attempt": attempt, "lease": lease_seconds, **progress}
+    ).scalar_one_or_none()
     return flag
 
 

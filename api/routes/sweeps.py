@@ -19,7 +19,7 @@ from api.routes.jobs import (
     predicted,
     result_response,
 )
-from jobs import lifecycle, summaries, sweeps, tables
+from jobs import lifecycle, search, summaries, sweeps, tables
 from jobs.errors import Conflict
 from jobs.hyperparameters import brackets, halving_of
 from jobs.status import Status
@@ -35,6 +35,7 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
         **summaries.sweep(sweep),
         grid=sweep.grid,
         random=sweep.random,
+        search=sweep.search,
         halving=sweep.halving,
         trials=schemas.TrialCounts(total=sweep.trials_total, **now.counts),
         progress=schemas.SweepProgress(epochs_completed=now.epochs_completed, epochs=sweep.epochs_total),
@@ -60,7 +61,10 @@ def trial_out(trial: tables.Trial, sweep: tables.Sweep) -> schemas.Trial:
     epochs = trial.result["epochs_completed"] if trial.result is not None else 0
     bracket = rung = None
     if sweep.halving is not None:
-        bracket = next(b for b, lo, hi in brackets(sweep.halving, sweep.trials_total) if lo <= trial.index < hi)
+        if sweep.search is not None:
+            bracket = search.bracket(sweep.search, sweep.halving, trial.index)
+        else:
+            bracket = next(b for b, lo, hi in brackets(sweep.halving, sweep.trials_total) if lo <= trial.index < hi)
         rungs = halving_of(sweep.halving, sweep.objective, bracket).rungs(trial.hyperparameters["epochs"])
         rung = max((r for r in rungs if r <= epochs), default=None)
     return schemas.Trial(

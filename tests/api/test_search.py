@@ -1,0 +1,154 @@
+"""Model-based search sweeps (`search: {"sampler": "tpe", ...}`) end to end: a real `tinytrain
+serve` over HTTP, on SQLite and PostgreSQL. A trial is the job with its hyperparameters, and the
+same request asks the same trials with the same results."""
+
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.api.test_sweeps import (
+    ANY,
+    ENDED,
+    assert_trials_equal_jobs,
+    assert_trials_equal_jobs_of_their_epochs,
+    trials,
+    wait_sweep,
+)
+from tests.support.data import sine_points
+from tests.support.databases import fresh_database
+from tests.support.server import Server, serving
+
+SPACE: dict[str, Any] = {
+    "learning_rate": {"min": 0.01, "max": 3.0, "log": True},
+    "batch_size": {"min": 4, "max": 32},
+    "seed_values": [0, 1, 2],
+}
+
+
+def searched(trials: int = 12, batch: int = 5, **fields: Any) -> dict[str, Any]:
+    return {
+        "dataset": sine_points(60, seed=4),
+        "hyperparameters": {"epochs": 9, "validation_fraction": 0.2, "dtype": "float64"},
+        "search": {"sampler": "tpe", "trials": trials, "seed": 5, "batch": batch, **SPACE},
+        **fields,
+    }
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("search")
+    with fresh_database(request.param, tmp) as url, serving(tmp, database_url=url, max_trials="100") as started:
+        yield started
+
+
+def test_a_tpe_search_asks_every_trial_within_its_ranges_reproducibly_and_each_equals_its_job(
+    server: Server,
+) -> None:
+    body = searched()
+    with server.client() as c:
+        ids = [c.post("/v1/sweeps", json=b).json()["id"] for b in (body, body)]
+        first, again = (wait_sweep(c, sweep_id, *ENDED) for sweep_id in ids)
+        assert first["status"] == again["status"] == "succeeded"
+        assert first["search"] == body["search"] and first["trials"]["total"] == 12
+        assert first["trials"]["succeeded"] + first["trials"]["failed"] == 12
+        assert first["progress"]["epochs_completed"] == first["progress"]["epochs"] == 12 * 9
+        listed, repeated = trials(c, ids[0]), trials(c, ids[1])
+        assert [t["hyperparameters"] for t in listed] == [t["hyperparameters"] for t in repeated]
+        assert [t["result"] for t in listed] == [{**t["result"], "training_seconds": ANY} for t in repeated]
+        drawn = [t["hyperparameters"] for t in listed]
+        assert all(0.01 <= hp["learning_rate"] <= 3.0 and 4 <= hp["batch_size"] <= 32 for hp in drawn)
+        assert {hp["seed"] for hp in drawn} <= {0, 1, 2} and len({hp["learning_rate"] for hp in drawn}) == 12
+        ranked = [t for t in trials(c, ids[0], order_by="objective") if t["objective"] is not None]
+        assert {t["status"] for t in ranked} == {"succeeded"} and first["best"]["index"] == ranked[0]["index"]
+        assert_trials_equal_jobs(c, first)
+
+
+def test_a_tpe_search_with_halving_prunes_each_batch_and_a_trial_equals_the_job_of_its_rung(server: Server) -> None:
+    body = searched(trials=18, batch=6, halving={"min_epochs": 1, "reduction_factor": 3, "brackets": 2})
+    with server.client() as c:
+        sweep = wait_sweep(c, c.post("/v1/sweeps", json=body).json()["id"], *ENDED)
+        assert sweep["status"] == "succeeded" and sweep["halving"] == body["halving"]
+        counts = sweep["trials"]
+        assert counts["pruned"] >= 9 and counts["succeeded"] + counts["failed"] + counts["pruned"] == 18
+        assert sweep["progress"]["epochs_completed"] == sweep["progress"]["epochs"] < 18 * 9 / 2
+        listed = trials(c, sweep["id"])
+        # Batches of 6 take the brackets in turn: rungs 1, 3, 9, then 3, 9.
+        assert [t["bracket"] for t in listed] == [0] * 6 + [1] * 6 + [0] * 6
+        for t in listed:
+            assert (t["status"] == "pruned") == (t["epochs_completed"] < 9 and t["status"] != "failed")
+        assert_trials_equal_jobs_of_their_epochs(c, sweep, listed)
+        again = wait_sweep(c, c.post("/v1/sweeps", json=body).json()["id"], *ENDED)
+        assert [(t["hyperparameters"], t["status"]) for t in trials(c, again["id"])] == [
+            (t["hyperparameters"], t["status"]) for t in listed
+        ]
+
+
+def test_a_batch_over_the_trials_is_one_batch_of_them_all(server: Server) -> None:
+    with server.client() as c:
+        sweep = wait_sweep(c, c.post("/v1/sweeps", json=searched(trials=3, batch=64)).json()["id"], *ENDED)
+        assert (sweep["status"], sweep["trials"]["total"]) == ("succeeded", 3)
+
+
+def bad(**search: Any) -> dict[str, Any]:
+    body = searched()
+    body["search"] = {k: v for k, v in {**body["search"], **search}.items() if v is not None}
+    return body
+
+
+# (case, body, pieces of the 422's detail: each must be in it)
+CASES: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
+    ("another sampler", bad(sampler="cmaes"), ('"search", "sampler"', "tpe")),
+    ("no sampler", bad(sampler=None), ('"search", "sampler"',)),
+    ("with grid", searched(grid={"seed": [0, 1]}), ("exactly one of grid, random or search",)),
+    ("with random", searched(random={"trials": 2}), ("exactly one of grid, random or search",)),
+    (
+        "no ranges",
+        {**searched(), "search": {"sampler": "tpe", "trials": 4}},
+        ('"search"', "give at least one range"),
+    ),
+    ("batch 0", bad(batch=0), ('"search", "batch"',)),
+    ("trials 0", bad(trials=0), ('"search", "trials"',)),
+    ("trials over the limit", bad(trials=101), ('"search", "trials"', "over the limit of 100")),
+    ("a bad range", bad(learning_rate={"min": 1.0, "max": 0.5}), ("learning_rate: min 1.0 is greater than max 0.5",)),
+    ("batch size over the points", bad(batch_size={"min": 4, "max": 50}), ('"search", "batch_size"', "50")),
+    (
+        "halving with epochs searched",
+        searched(halving={"min_epochs": 1}, search={**searched()["search"], "epochs": {"min": 2, "max": 9}}),
+        ('"halving"', "do not vary epochs"),
+    ),
+    ("halving past the epochs", searched(halving={"min_epochs": 10}), ('"min_epochs"', "past the 9 epochs")),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "detail"), CASES, ids=[c[0] for c in CASES])
+def test_a_bad_search_is_a_422_naming_the_field_and_nothing_is_stored(
+    server: Server, case: str, body: dict[str, Any], detail: tuple[str, ...]
+) -> None:
+    with server.client(server.new_key(f"bad-search-{secrets.token_hex(4)}")) as c:
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 422, r.text
+        said = json.dumps(r.json()["detail"])
+        assert all(piece in said for piece in detail), said
+        assert c.get("/v1/sweeps").json()["items"] == []
+
+
+def test_a_search_over_the_work_limit_counts_every_trial_at_its_longest(tmp_path: Path) -> None:
+    # 10 trials x 60 points x up to 50 epochs = 30,000 point-epochs: over a limit of 20,000.
+    body = searched(trials=10, search={**searched()["search"], "trials": 10, "epochs": {"min": 1, "max": 50}})
+    with serving(tmp_path, max_work="20000") as started, started.client() as c:
+        r = c.post("/v1/sweeps", json=body)
+        assert r.status_code == 422, r.text
+        assert "30000 point-epochs is over the limit of 20000" in r.text
+        allowed = {**body, "search": {**body["search"], "epochs": {"min": 1, "max": 30}}}
+        assert isinstance(c.post("/v1/sweeps", json=allowed).json()["id"], str)
+
+
+def test_a_search_sweep_shows_its_search(server: Server) -> None:
+    with server.client() as c:
+        created = c.post("/v1/sweeps", json=searched(trials=2, batch=1)).json()
+        assert created["search"]["sampler"] == "tpe" and created["grid"] is None and created["random"] is None
+        assert wait_sweep(c, created["id"], *ENDED)["search"] == created["search"]
