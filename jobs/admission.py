@@ -246,14 +246,13 @@ def _check_halving(halving: dict[str, Any], varied: list[dict[str, Any]], epochs
         raise InvalidInput((*where, "brackets"), message)
 
 
-def _search_sweep(
-    request: Request, objective: str, n_points: int, settings: Settings
-) -> tuple[list[tuple[int, int]], int, int]:
-    """A search's one chunk, the epochs it plans and the most its trials may train, all told;
-    InvalidInput naming the field. Its trials are not known yet: each is checked as the engine
-    will at the ends of every range and at every value listed, and counted at the longest."""
-    spec, base, where = request.search, request.hyperparameters, ("body", "search")
-    assert spec is not None
+def check_search(
+    spec: dict[str, Any], halving: dict[str, Any] | None, base: dict[str, Any], n_points: int, settings: Settings
+) -> None:
+    """InvalidInput naming the field of a search that may not run on n_points. Its trials are
+    not known yet: each is checked as the engine will at the ends of every range and at every
+    value listed, and counted at the longest. The local CLI checks its search with this too."""
+    where = ("body", "search")
     corners = search.corners(spec)
     for values in corners:
         _check_trial(with_batch_size({**base, **values}, n_points), n_points, settings, where)
@@ -266,9 +265,8 @@ def _search_sweep(
             f"{batch} trials x {longest} epochs is over {settings.max_chunk_history}, the most one engine call holds"
         )
         raise InvalidInput((*where, "batch"), message)
-    if request.halving is not None:
-        _check_halving(request.halving, corners, base["epochs"])
-    return [(0, trials)], search.planned_epochs(spec, request.halving, objective, base["epochs"]), trials * longest
+    if halving is not None:
+        _check_halving(halving, corners, base["epochs"])
 
 
 def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: Callable[[], bool]) -> Admitted:
@@ -281,9 +279,13 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
         raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
     request = replace(request, hyperparameters=with_batch_size(base, n_points))
     if request.search is not None:
+        spec, hp = request.search, request.hyperparameters
+        check_search(spec, request.halving, hp, n_points, settings)
         # Its trials are asked as it runs: until then each row holds the base.
-        spans, epochs_total, most = _search_sweep(request, objective, n_points, settings)
-        resolved = [request.hyperparameters] * request.search["trials"]
+        resolved = [hp] * spec["trials"]
+        spans = [(0, spec["trials"])]
+        epochs_total = search.planned_epochs(spec, request.halving, objective, hp["epochs"])
+        most = spec["trials"] * search.longest(spec, hp["epochs"])
     else:
         varied = sweep_trials(request.grid, request.random, settings)
         resolved = [with_batch_size({**base, **v}, n_points) for v in varied]

@@ -18,6 +18,7 @@ A trial's row exists from admission (its hyperparameters the sweep's base until 
 takes its asked hyperparameters with its outcome, when its batch ends.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,13 @@ class Told:
     status: Status
     value: float | None  # its objective; a pruned trial's: at the rung it reached
     epochs: int  # the epochs it trained: a pruned trial's rung
+
+
+def told(trial: Mapping[str, Any]) -> Told:
+    """A trial as stored (its hyperparameters, status, objective, rung_objective and result) as told."""
+    value = trial["objective"] if trial["objective"] is not None else trial["rung_objective"]
+    epochs = trial["result"]["epochs_completed"] if trial["result"] else 0
+    return Told(trial["hyperparameters"], Status(trial["status"]), value, epochs)
 
 
 def ranges(search: dict[str, Any]) -> dict[str, Any]:

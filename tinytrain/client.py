@@ -418,14 +418,18 @@ class Client:
         objective: str | None = None,
         max_runtime_seconds: float | None = None,
         name: str | None = None,
+        search: Mapping[str, Any] | None = None,
     ) -> Sweep:
-        """Queue a sweep: every combination of grid (or random draws) of hyperparameters over
-        the base hyperparameters, on one dataset (stored, or x and y inline)."""
+        """Queue a sweep: every combination of grid (or random draws, or a search's trials:
+        {"sampler": "tpe", "trials", "seed", "batch", ranges as random's}) of hyperparameters
+        over the base hyperparameters, on one dataset (stored, or x and y inline)."""
         body = _run_body(dataset_id, x, y, hyperparameters, {}, max_runtime_seconds, name)
         if grid is not None:
             body["grid"] = {k: list(v) for k, v in grid.items()}
         if random is not None:
             body["random"] = dict(random)
+        if search is not None:
+            body["search"] = dict(search)
         if objective is not None:
             body["objective"] = objective
         return self._create(SWEEPS, body)

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 import model
 from api import schemas
-from jobs import keys, migrate
-from jobs.admission import check_runs, sweep_trials, with_batch_size
+from jobs import keys, migrate, search
+from jobs.admission import check_runs, check_search, sweep_trials, with_batch_size
 from jobs.db import session_scope
 from jobs.errors import InvalidInput
 from jobs.hyperparameters import config_from, default_objective
@@ -105,17 +105,24 @@ def sweep(data: Path, asked: SweepAsk, *, top: int, as_json: bool) -> None:
         request = schemas.SweepIn.model_validate(
             {**dataclasses.asdict(asked), "hyperparameters": base, "dataset": {"x": x, "y": y}}
         )
-        draws = request.random.model_dump() if request.random is not None else None
-        varied = sweep_trials(request.grid, draws, settings)  # counted before they are made
-        hps = [with_batch_size({**base, **v}, len(x)) for v in varied]
-        check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
         goal = request.objective or default_objective(base)
-        with render.bar(f"{len(hps)} trials", sum(hp["epochs"] for hp in hps), quiet=as_json) as progress:
+        if request.search is not None:
+            spec = request.search.model_dump()
+            check_search(spec, None, base, len(x), settings)  # the service's limits: epochs, work
+            hps, results = _searched(x, y, spec, base, goal, quiet=as_json)
+            columns = [key.removesuffix("_values") for key in search.ranges(spec)]
+        else:
+            draws = request.random.model_dump() if request.random is not None else None
+            varied = sweep_trials(request.grid, draws, settings)  # counted before they are made
+            hps = [with_batch_size({**base, **v}, len(x)) for v in varied]
+            check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
+            columns = list(varied[0]) if varied else []
+            with render.bar(f"{len(hps)} trials", sum(hp["epochs"] for hp in hps), quiet=as_json) as progress:
 
-            def on_progress(fleet: Fleet) -> None:
-                render.advance(progress, int(fleet.epochs_completed().sum()))
+                def on_progress(fleet: Fleet) -> None:
+                    render.advance(progress, int(fleet.epochs_completed().sum()))
 
-            results = model.train_fleet(x, y, [config_from(hp) for hp in hps], on_progress=on_progress)
+                results = model.train_fleet(x, y, [config_from(hp) for hp in hps], on_progress=on_progress)
     except BAD_INPUT as exc:
         _fail(exc)
     trials = [_trial(k, hp, result, goal) for k, (hp, result) in enumerate(zip(hps, results, strict=True))]
@@ -124,7 +131,32 @@ def sweep(data: Path, asked: SweepAsk, *, top: int, as_json: bool) -> None:
         render.echo_json({"trials": trials, "best": ranked[0] if ranked else None})
         return
     unranked = [t for t in trials if t.objective is None]
-    render.leaderboard(list(varied[0]) if varied else [], goal, (ranked + unranked)[:top])
+    render.leaderboard(columns, goal, (ranked + unranked)[:top])
+
+
+def _searched(
+    x: Any, y: Any, spec: dict[str, Any], base: dict[str, Any], goal: str, *, quiet: bool
+) -> tuple[list[dict[str, Any]], list[model.TrainResult]]:
+    """A search's trials and results, batch by batch as the service asks them (jobs/search.py)."""
+    hps: list[dict[str, Any]] = []
+    results: list[model.TrainResult] = []
+    told: list[search.Told] = []
+    planned = search.planned_epochs(spec, None, goal, base["epochs"])
+    with render.bar(f"{spec['trials']} trials", planned, quiet=quiet) as progress:
+        for _ in search.batches(spec):
+            asked = [with_batch_size({**base, **v}, len(x)) for v in search.ask(spec, told)]
+            before = sum(r.epochs_completed for r in results)
+
+            def on_progress(fleet: Fleet, before: int = before) -> None:
+                render.advance(progress, before + int(fleet.epochs_completed().sum()))
+
+            trained = model.train_fleet(x, y, [config_from(hp) for hp in asked], on_progress=on_progress)
+            told += [
+                search.told({"hyperparameters": hp, **trial_outcome(r, goal)})
+                for hp, r in zip(asked, trained, strict=True)
+            ]
+            hps, results = hps + asked, results + trained
+    return hps, results
 
 
 def _trial(index: int, hp: dict[str, Any], result: model.TrainResult, objective: str) -> schemas.TrialWithResult:

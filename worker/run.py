@@ -151,15 +151,7 @@ def _read_batch(session: Session, sweep: Sweep, spec: dict[str, Any], max_runtim
         .where(Trial.sweep_id == sweep.id, Trial.status.not_in(ACTIVE))
         .order_by(Trial.index)
     ).all()
-    told = [
-        search.Told(
-            t.hyperparameters,
-            t.status,
-            t.objective if t.objective is not None else t.rung_objective,
-            t.result["epochs_completed"] if t.result else 0,
-        )
-        for t in stored
-    ]
+    told = [search.told(dict(t._mapping)) for t in stored]
     base = sweep.hyperparameters
     lo = len(told)
     asked = [{**base, **varied} for varied in search.ask(spec, told)]
