@@ -68,10 +68,10 @@ class Work:
     objective: str  # what ranks the trials (a sweep's)
     halving: Halving | None = None  # a halving sweep's chunk: its bracket's successive halving
     planned_epochs: int | None = None  # the epochs the sweep's progress counts for a halving chunk
+    asked: bool = False  # a search's batch: its trials take the hyperparameters asked with their outcomes
     # A search's batch: the epochs its earlier batches trained (its chunk's progress goes on
     # from there), and whether another batch follows (this one is then stored on its own and
     # the run reads the next, asked from what is stored).
-    asked: bool = False  # its trials take the hyperparameters asked with their outcomes
     epochs_before: int = 0
     more: bool = False
 
