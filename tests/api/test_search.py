@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_events import events
 from tests.api.test_sweeps import (
     ANY,
     ENDED,
+    LONG,
     assert_trials_equal_jobs,
     assert_trials_equal_jobs_of_their_epochs,
     trials,
@@ -152,3 +154,30 @@ def test_a_search_sweep_shows_its_search(server: Server) -> None:
         created = c.post("/v1/sweeps", json=searched(trials=2, batch=1)).json()
         assert created["search"]["sampler"] == "tpe" and created["grid"] is None and created["random"] is None
         assert wait_sweep(c, created["id"], *ENDED)["search"] == created["search"]
+
+
+def test_a_search_streams_its_progress_to_the_end_and_cancel_ends_the_trials_not_asked(server: Server) -> None:
+    with server.client() as c:
+        sweep_id = c.post("/v1/sweeps", json=searched(trials=6, batch=2)).json()["id"]
+        seen = list(events(c, f"/v1/sweeps/{sweep_id}/events"))
+        assert seen[-1].event == "status" and seen[-1].json()["status"] == "succeeded"
+        last = [e.json() for e in seen if e.event == "progress"][-1]
+        assert last["trials"]["succeeded"] + last["trials"]["failed"] == 6 and last["epochs_completed"] == 6 * 9
+
+        # Two batches of one long trial each: cancelled while the first trains.
+        body = {
+            "dataset": sine_points(5000),
+            "hyperparameters": LONG,
+            "search": {"sampler": "tpe", "trials": 2, "batch": 1, "seed_values": [0, 1]},
+        }
+        long_id = c.post("/v1/sweeps", json=body).json()["id"]
+        wait_sweep(c, long_id, "running", epochs_completed=2)
+        assert c.post(f"/v1/sweeps/{long_id}/cancel").status_code == 202
+        sweep = wait_sweep(c, long_id, *ENDED, timeout=5)
+        assert (sweep["status"], sweep["trials"]["cancelled"], sweep["best"]) == ("cancelled", 2, None)
+        first, second = trials(c, long_id)
+        assert 1 <= first["result"]["epochs_completed"] < LONG["epochs"] and second["result"] is None
+        assert (
+            first["hyperparameters"]["seed"] in (0, 1)
+            and sweep["progress"]["epochs_completed"] == (first["result"]["epochs_completed"])
+        )
