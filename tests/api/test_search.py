@@ -181,3 +181,23 @@ def test_a_search_streams_its_progress_to_the_end_and_cancel_ends_the_trials_not
             first["hyperparameters"]["seed"] in (0, 1)
             and sweep["progress"]["epochs_completed"] == (first["result"]["epochs_completed"])
         )
+
+
+def test_a_search_reserves_every_trial_at_its_longest_against_the_storage_quota(tmp_path: Path) -> None:
+    # 10 trials of up to 1,000 epochs with a split: 10 x 1,000 x 16 bytes would pass 150,000.
+    spec = {**searched()["search"], "trials": 10, "epochs": {"min": 1, "max": 1000}}
+    with serving(tmp_path, max_storage_bytes_per_owner="150000") as started, started.client() as c:
+        r = c.post("/v1/sweeps", json={**searched(), "search": spec})
+        assert r.status_code == 429 and "storage quota" in r.text, r.text
+        assert c.get("/v1/sweeps").json()["items"] == []
+        spec = {**spec, "epochs": {"min": 1, "max": 900}}  # 144,000 bytes and the dataset's 960: it fits
+        assert c.post("/v1/sweeps", json={**searched(), "search": spec}).status_code == 202
+
+
+def test_a_search_of_epochs_ends_its_progress_at_the_epochs_its_trials_trained(server: Server) -> None:
+    spec = {**searched()["search"], "trials": 6, "batch": 4, "epochs": {"min": 2, "max": 12}}
+    with server.client() as c:
+        sweep = wait_sweep(c, c.post("/v1/sweeps", json={**searched(), "search": spec}).json()["id"], *ENDED)
+        trained = [t["result"]["epochs_completed"] for t in trials(c, sweep["id"])]
+        assert sweep["status"] == "succeeded" and all(2 <= e <= 12 for e in trained)
+        assert sweep["progress"] == {"epochs_completed": sum(trained), "epochs": sum(trained)}
