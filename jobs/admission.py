@@ -220,14 +220,13 @@ def _halving_chunks(
     halving: dict[str, Any], objective: str, varied: list[dict[str, Any]], epochs: int, settings: Settings
 ) -> tuple[list[tuple[int, int]], int]:
     """A halving sweep's chunks (one per bracket) and the epochs it plans; InvalidInput naming the field."""
+    where = ("body", "halving")
     _check_halving(halving, varied, epochs)
     spans, planned = [], 0
     for b, lo, hi in brackets(halving, len(varied)):
         if (hi - lo) * epochs > settings.max_chunk_history:
             message = f"bracket {b} of {hi - lo} trials x {epochs} epochs is over {settings.max_chunk_history}"
-            raise InvalidInput(
-                ("body", "halving"), f"{message}, the most one engine call holds: use fewer trials or brackets"
-            )
+            raise InvalidInput(where, f"{message}, the most one engine call holds: use fewer trials or brackets")
         spans.append((lo, hi))
         planned += halving_of(halving, objective, b).planned_epochs(hi - lo, epochs)
     return spans, planned
