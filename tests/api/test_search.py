@@ -17,6 +17,7 @@ from tests.api.test_sweeps import (
     LONG,
     assert_trials_equal_jobs,
     assert_trials_equal_jobs_of_their_epochs,
+    run_rows,
     trials,
     wait_sweep,
 )
@@ -83,6 +84,17 @@ def test_a_tpe_search_with_halving_prunes_each_batch_and_a_trial_equals_the_job_
         for t in listed:
             assert (t["status"] == "pruned") == (t["epochs_completed"] < 9 and t["status"] != "failed")
         assert_trials_equal_jobs_of_their_epochs(c, sweep, listed)
+        # What TPE is told of a pruned trial: its objective (the validation loss) at its rung.
+        told = run_rows(
+            server.env["TINYTRAIN_DATABASE_URL"],
+            'SELECT "index", rung_objective FROM trials WHERE sweep_id = :s AND status = :p ORDER BY "index"',
+            p="pruned",
+            s=sweep["id"],
+        )
+        assert len(told) == counts["pruned"]
+        for index, rung_objective in told:
+            whole = c.get(f"/v1/sweeps/{sweep['id']}/trials/{index}").json()["result"]
+            assert rung_objective == whole["validation_loss_history"][-1]
         again = wait_sweep(c, c.post("/v1/sweeps", json=body).json()["id"], *ENDED)
         assert [(t["hyperparameters"], t["status"]) for t in trials(c, again["id"])] == [
             (t["hyperparameters"], t["status"]) for t in listed
