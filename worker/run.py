@@ -409,6 +409,7 @@ class _Attempt:
                     session.rollback()
                     return False
                 self._store_trials(session, Status.SUCCEEDED, trained, trials)
+                lifecycle.next_batch(session=session, chunk_id=self.run_id)
                 return True
 
         stored = retrying(f"store a batch of {self.run_id}", write, self.progress.settings.lease_seconds)

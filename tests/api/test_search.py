@@ -183,7 +183,8 @@ def test_a_search_streams_its_progress_to_the_end_and_cancel_ends_the_trials_not
             "search": {"sampler": "tpe", "trials": 2, "batch": 1, "seed_values": [0, 1]},
         }
         long_id = c.post("/v1/sweeps", json=body).json()["id"]
-        wait_sweep(c, long_id, "running", epochs_completed=2)
+        running = wait_sweep(c, long_id, "running", epochs_completed=2)
+        assert (running["trials"]["running"], running["trials"]["queued"]) == (1, 1)  # a batch at a time
         assert c.post(f"/v1/sweeps/{long_id}/cancel").status_code == 202
         sweep = wait_sweep(c, long_id, *ENDED, timeout=5)
         assert (sweep["status"], sweep["trials"]["cancelled"], sweep["best"]) == ("cancelled", 2, None)

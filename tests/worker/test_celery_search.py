@@ -39,6 +39,7 @@ def test_a_worker_killed_mid_search_is_replaced_and_the_search_ends_as_an_uninte
         stack.workers[0].kill()
         ended = sum(stored["trials"][s] for s in ("succeeded", "failed", "pruned"))
         assert stored["status"] == "running" and ended < 6
+        assert (stored["trials"]["running"], stored["trials"]["queued"]) == (2, 4 - ended)
         # Queued again once the lease expired: the stored batch stays, the rest wait.
         lost = wait_sweep(c, sweep_id, "running", timeout=30, queued=6 - ended)
         assert lost["trials"]["running"] == 0 and lost["attempts"] == 1
