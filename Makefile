@@ -47,6 +47,7 @@ load: install
 	$(BIN)/python -m benchmarks.load
 
 bench-search: install
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks.search
 
 bench-fleet: install

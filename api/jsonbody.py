@@ -3,7 +3,8 @@
 A large body (over INLINE_BYTES) is parsed in a worker thread, and validated there into its
 route's model: both grow with the body, and on the event loop they would stall every other
 request meanwhile. Lists with a limit of their own (a dataset's points, a predict request's x
-values) are measured before validation copies them."""
+values) are measured before validation copies them. A sweep's grid over the trial limit is
+answered from the body's first MiB, before the rest is received."""
 
 import math
 from collections.abc import Callable, Coroutine
@@ -53,15 +54,13 @@ def _check_lengths(model: type[BaseModel], data: Any) -> None:
         check_length(data, ("x",), settings.max_predict_points, "values")
 
 
-def _glance(raw: bytes, model: type[BaseModel]) -> None:
+def _glance(head_bytes: bytes) -> None:
     """A 422 for a sweep whose grid is over the trial limit in the body's first MiB already (a
-    grid of a million seeds): the parse of the rest would hold the GIL, and so the event loop,
-    for as long as the body is large. The first MiB is parsed as a prefix of JSON: what it shows
-    is in the body; a list it cuts holds at least what it shows."""
-    if not issubclass(model, schemas.SweepIn):
-        return
+    grid of a million seeds): receiving and parsing the rest would hold the event loop and the
+    GIL for as long as the body is large. The first MiB is parsed as a prefix of JSON: what it
+    shows is in the body; a list it cuts holds at least what it shows."""
     try:
-        head = pydantic_core.from_json(raw[:INLINE_BYTES], allow_partial=True)
+        head = pydantic_core.from_json(head_bytes, allow_partial=True)
     except ValueError:
         return  # the whole parse says what is wrong
     grid = head.get("grid") if isinstance(head, dict) else None
@@ -74,7 +73,6 @@ def _glance(raw: bytes, model: type[BaseModel]) -> None:
 
 def parse_model(raw: bytes, model: type[BaseModel]) -> BaseModel:
     """raw as an instance of model: 400 if it is not JSON, 422 naming the fields as FastAPI's would."""
-    _glance(raw, model)
     data = parse_json(raw)
     _check_lengths(model, data)
     try:
@@ -95,6 +93,19 @@ class _JSONRequest(Request):
         if not hasattr(self, "_json"):
             self._json = parse_json(await self.body())
         return self._json
+
+    async def glanced_body(self) -> bytes:
+        """The whole body, as body() gives it, after _glance has seen its first MiB (if it has one)."""
+        chunks: list[bytes] = []
+        received, glanced = 0, False
+        async for chunk in self.stream():
+            chunks.append(chunk)
+            received += len(chunk)
+            if not glanced and received > INLINE_BYTES:
+                glanced = True
+                await run_in_threadpool(_glance, b"".join(chunks)[:INLINE_BYTES])
+        self._body = b"".join(chunks)  # where Request.body() keeps the body it read
+        return self._body
 
 
 def _body_params(dependant: Dependant) -> list[Any]:
@@ -123,7 +134,7 @@ class JSONRoute(APIRoute):
             request = _JSONRequest(request.scope, request.receive)
             if model is not None and _is_json(request.headers.get("content-type")):
                 try:
-                    raw = await request.body()
+                    raw = await (request.glanced_body() if issubclass(model, schemas.SweepIn) else request.body())
                 except ClientDisconnect:  # gone: FastAPI's reading of the body answers it
                     return await handler(request)
                 if len(raw) > INLINE_BYTES:

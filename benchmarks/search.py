@@ -1,4 +1,4 @@
-"""Search benchmark: the same search space six ways side by side, on two datasets.
+"""Search benchmark: the same search space seven ways side by side, on two datasets.
 
     python -m benchmarks.search [--trials 243]
 
@@ -16,7 +16,12 @@ loss after 243 epochs.
       next is asked; and the same with halving (1 bracket, the same rungs as (b)) in each batch;
   (d) Optuna: TPE with SuccessiveHalvingPruner (the same rungs), as an Optuna user writes it:
       each trial calls tinytrain's single-job engine rung by rung (a run of `rung` epochs from
-      epoch 0: the engine does not continue a finished job) and reports to the pruner.
+      epoch 0: the engine does not continue a finished job) and reports to the pruner;
+  (e) Ray Tune: random search with ASHAScheduler (the same rungs, 1 bracket), as a Ray user
+      writes it: a function trainable reports the validation loss every epoch. It holds the
+      single-job engine's fleet of one and advances it an epoch per call, so a trial trains the
+      epochs one model.train would, each once, and ends at the report where ASHA stops it.
+      Ray runs locally on 2 CPUs (a trial each); its wall seconds start once Ray is up.
 
 Columns: the best objective, the model-epochs trained, wall seconds, and the seconds until the
 best so far is within 1% of (a)'s best ("-" if never). A tinytrain sweep returns its trials
@@ -24,7 +29,10 @@ together, so its time to 1% is its wall time when its best is within 1%.
 """
 
 import argparse
+import logging
 import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,7 +44,9 @@ import model
 from jobs import search
 from jobs.hyperparameters import brackets, config_from, halving_of, random_trials
 from jobs.results import trial_outcome
+from model.fleet import Fleet
 from model.halving import Halving
+from model.training import CpuEngine
 
 N, EPOCHS, MIN_EPOCHS, FACTOR, BATCH = 1000, 243, 3, 3, 32
 BASE: dict[str, Any] = {
@@ -173,6 +183,68 @@ def optuna_sha(points: Points, trials: int, target: float) -> Row:
     return row
 
 
+def ray_asha(points: Points, trials: int, target: float) -> Row:
+    # Ray's per-trial JSON, CSV and TensorBoard logs are no part of the search: not written. Its
+    # older progress output is the one that verbose=0 silences (the newer prints its configuration).
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    row = Row("(e) Ray Tune ASHA")
+
+    def run(config: dict[str, Any], points: Points) -> None:
+        fleet = Fleet(*points, [config_from({**BASE, **config})])
+        engine = CpuEngine(fleet)
+        while fleet.running().size:
+            engine.run(1)
+            result = fleet.result(0, seconds=0.0, device="cpu", stopped=False)
+            # time.time(): the trials report from Ray's worker processes.
+            tune.report({"validation_loss": objective(result), "epoch": result.epochs_completed, "at": time.time()})
+
+    space = {
+        "learning_rate": tune.loguniform(0.003, 3.0),
+        "batch_size": tune.randint(4, 65),  # its upper bound excluded
+        "seed": tune.choice(list(range(8))),
+    }
+    scheduler = ASHAScheduler(
+        time_attr="epoch", max_t=EPOCHS, grace_period=MIN_EPOCHS, reduction_factor=FACTOR, brackets=1
+    )
+    with tempfile.TemporaryDirectory(prefix="ray-") as logs:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, _temp_dir=logs)
+        try:
+            tuner = tune.Tuner(
+                tune.with_parameters(run, points=points),
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    metric="validation_loss",
+                    mode="min",
+                    search_alg=BasicVariantGenerator(random_state=7),
+                    scheduler=scheduler,
+                    num_samples=trials,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(storage_path=logs, verbose=0),
+            )
+            t0, started = time.perf_counter(), time.time()
+            grid = tuner.fit()
+            row.seconds = time.perf_counter() - t0
+        finally:
+            ray.shutdown()
+    if grid.errors:
+        raise RuntimeError(f"{len(grid.errors)} Ray trials failed: {grid.errors[0]}")
+    # Each trial's last report (a trial whose initial loss is not finite trains nothing, reports nothing).
+    last = [m for i in range(len(grid)) if (m := grid[i].metrics) is not None]
+    row.epochs = sum(m["epoch"] for m in last)
+    finished = [m for m in last if m["epoch"] == EPOCHS]
+    row.best = min([math.inf, *(m["validation_loss"] for m in finished)])
+    reached = [m["at"] - started for m in finished if m["validation_loss"] <= target]
+    row.to_target = min(reached) if reached else None
+    return row
+
+
 def table(name: str, rows: list[Row], reference: Row) -> None:
     print(f"\n{name}: (a)'s best {reference.best:.6g}, 1% target {reference.best * 1.01:.6g}")
     heads = f"{'best objective':>14} | {'model-epochs':>12} | {'% of (a)':>8} | {'seconds':>8} | {'s to 1%':>8}"
@@ -199,6 +271,7 @@ def main() -> None:
         rows = [reference, halving(points, hps, 1, target), halving(points, hps, 3, target)]
         rows += [tpe(points, args.trials, False, target), tpe(points, args.trials, True, target)]
         rows.append(optuna_sha(points, args.trials, target))
+        rows.append(ray_asha(points, args.trials, target))
         table(name, rows, reference)
 
 

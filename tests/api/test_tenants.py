@@ -265,6 +265,32 @@ def test_a_grid_over_the_trial_limit_is_refused_from_its_lengths_and_the_loop_st
     assert r.status_code == 422 and "seed: Input should be greater than or equal to 0 (-1)" in r.text, r.text[:300]
 
 
+def test_a_grid_over_the_trial_limit_is_answered_before_the_rest_of_its_body(each_database_server: Server) -> None:
+    body = json.dumps({"dataset": POINTS, "grid": {"seed": list(range(1_000_000))}}).encode()  # 7.9 MB
+    host, port = each_database_server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/sweeps HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {each_database_server.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head + body[: 2 << 20])  # a quarter of the body; the rest is held back
+        answer = read_until(conn, b"trials is over the limit of 10000")
+        assert answer.startswith(b"HTTP/1.1 422"), answer[:300]
+        # The rest, sent after all, is dropped unread: the connection serves the next request.
+        conn.sendall(body[2 << 20 :] + f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert read_until(conn, b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+
+
+def read_until(conn: socket.socket, marker: bytes) -> bytes:
+    """What conn sends until marker (a socket timeout fails the test)."""
+    answer = b""
+    while marker not in answer:
+        piece = conn.recv(1 << 16)
+        assert piece, answer[-300:]
+        answer += piece
+    return answer
+
+
 def rss_mb(pid: int) -> float:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
