@@ -259,12 +259,28 @@ class Random(Strict):
         return self
 
 
+class Search(Random):
+    """A model-based search: trials asked of Optuna's TPESampler, batch at a time (each batch one
+    engine call), from ranges as a random sweep's; seed seeds the sampler (jobs/search.py)."""
+
+    sampler: Literal["tpe"]
+    # A batch over trials is one batch of them all.
+    batch: Annotated[int, Field(ge=1)] = 64
+
+    @model_validator(mode="after")
+    def _searches_something(self) -> Self:
+        if not self.model_extra:
+            raise ValueError("give at least one range (NAME: {min, max, log}) or NAME_values to search")
+        return self
+
+
 Objective = Literal["final_loss", "final_validation_loss"]
 
 
 class SweepIn(RunIn):
     grid: dict[str, list[Any]] | None = None
     random: Random | None = None
+    search: Search | None = None
     halving: Halving | None = None
     objective: Objective | None = None
 
@@ -294,8 +310,8 @@ class SweepIn(RunIn):
 
     @model_validator(mode="after")
     def _grid_or_random(self) -> Self:
-        if (self.grid is None) == (self.random is None):
-            raise ValueError("give exactly one of grid or random")
+        if [self.grid, self.random, self.search].count(None) != 2:
+            raise ValueError("give exactly one of grid, random or search")
         if self.grid is not None:
             self.grid = {key: _check_values(key, values) for key, values in self.grid.items()}
         return self

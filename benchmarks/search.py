@@ -1,4 +1,4 @@
-"""Search benchmark: the same search space five ways side by side, on two datasets.
+"""Search benchmark: the same search space seven ways side by side, on two datasets.
 
     python -m benchmarks.search [--trials 243]
 
@@ -11,6 +11,9 @@ loss after 243 epochs.
   (a) every trial at full epochs: a tinytrain random sweep (the fleet engine, all cores);
   (b) tinytrain halving over the same trials (min_epochs 3, reduction factor 3, 1 bracket);
       and the same with 3 Hyperband brackets;
+  (c) a tinytrain search sweep, `search: {"sampler": "tpe", "batch": 32}` (jobs/search.py): 32
+      trials asked of TPE at a time, each batch one engine call, its outcomes told before the
+      next is asked; and the same with halving (1 bracket, the same rungs as (b)) in each batch;
   (d) Optuna: TPE with SuccessiveHalvingPruner (the same rungs), as an Optuna user writes it:
       each trial calls tinytrain's single-job engine rung by rung (a run of `rung` epochs from
       epoch 0: the engine does not continue a finished job) and reports to the pruner;
@@ -38,12 +41,14 @@ import numpy as np
 import numpy.typing as npt
 
 import model
+from jobs import search
 from jobs.hyperparameters import brackets, config_from, halving_of, random_trials
+from jobs.results import trial_outcome
 from model.fleet import Fleet
 from model.halving import Halving
 from model.training import CpuEngine
 
-N, EPOCHS, MIN_EPOCHS, FACTOR = 1000, 243, 3, 3
+N, EPOCHS, MIN_EPOCHS, FACTOR, BATCH = 1000, 243, 3, 3, 32
 BASE: dict[str, Any] = {
     "learning_rate": 0.1,
     "batch_size": 32,
@@ -87,6 +92,13 @@ class Row:
         self.name, self.best, self.epochs, self.seconds = name, math.inf, 0, 0.0
         self.to_target: float | None = None
 
+    def count(self, trained: list[model.TrainResult], target: float, t0: float) -> None:
+        """An engine call's trials: their epochs, the best of those not pruned, when it reached target."""
+        self.epochs += sum(r.epochs_completed for r in trained)
+        self.best = min([self.best, *(objective(r) for r in trained if not r.pruned)])
+        if self.to_target is None and self.best <= target:
+            self.to_target = time.perf_counter() - t0
+
 
 def configs(trials: int) -> list[dict[str, Any]]:
     return [{**BASE, **v} for v in random_trials({"trials": trials, "seed": 7, **SPACE})]
@@ -110,10 +122,25 @@ def halving(points: Points, hps: list[dict[str, Any]], brackets_count: int, targ
     for b, lo, hi in brackets(settings, len(hps)):
         plan = halving_of(settings, "final_validation_loss", b)
         trained = model.train_fleet(*points, [config_from(hp) for hp in hps[lo:hi]], halving=plan)
-        row.epochs += sum(r.epochs_completed for r in trained)
-        row.best = min([row.best, *(objective(r) for r in trained if not r.pruned)])
-        if row.to_target is None and row.best <= target:
-            row.to_target = time.perf_counter() - t0
+        row.count(trained, target, t0)
+    row.seconds = time.perf_counter() - t0
+    return row
+
+
+def tpe(points: Points, trials: int, halved: bool, target: float) -> Row:
+    """As a search sweep runs: batches asked of TPE from the trials told so far, one engine call each."""
+    spec = {"sampler": "tpe", "trials": trials, "seed": 7, "batch": BATCH, **SPACE}
+    settings = {"min_epochs": MIN_EPOCHS, "reduction_factor": FACTOR, "brackets": 1}
+    row = Row(f"(c) search: tpe, batch {BATCH}{', halving' if halved else ''}")
+    told: list[search.Told] = []
+    t0 = time.perf_counter()
+    for lo, _ in search.batches(spec):
+        hps = [{**BASE, **v} for v in search.ask(spec, told)]
+        plan = halving_of(settings, "final_validation_loss", search.bracket(spec, settings, lo)) if halved else None
+        trained = model.train_fleet(*points, [config_from(hp) for hp in hps], halving=plan)
+        outcomes = [trial_outcome(r, "final_validation_loss") for r in trained]
+        told += [search.told({"hyperparameters": hp, **o}) for hp, o in zip(hps, outcomes, strict=True)]
+        row.count(trained, target, t0)
     row.seconds = time.perf_counter() - t0
     return row
 
@@ -242,6 +269,7 @@ def main() -> None:
         target = reference.best * 1.01
         reference.to_target = reference.seconds
         rows = [reference, halving(points, hps, 1, target), halving(points, hps, 3, target)]
+        rows += [tpe(points, args.trials, False, target), tpe(points, args.trials, True, target)]
         rows.append(optuna_sha(points, args.trials, target))
         rows.append(ray_asha(points, args.trials, target))
         table(name, rows, reference)

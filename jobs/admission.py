@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 import model
-from jobs import datasets, lifecycle, storage
+from jobs import datasets, lifecycle, search, storage
 from jobs.db import utcnow
 from jobs.errors import InvalidInput, QueueUnavailable
 from jobs.hyperparameters import brackets, config_from, default_objective, grid_size, halving_of, trials
@@ -41,6 +41,7 @@ class Request:
     request_hash: str | None  # of the whole body, with an idempotency key: tells a retry from another request
     grid: dict[str, list[Any]] | None = None
     random: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
     halving: dict[str, Any] | None = None
     objective: str | None = None
 
@@ -220,14 +221,7 @@ def halving_chunks(
 ) -> tuple[list[tuple[int, int]], int]:
     """A halving sweep's chunks (one per bracket) and the epochs it plans; InvalidInput naming the field."""
     where = ("body", "halving")
-    if any("epochs" in v for v in varied):
-        raise InvalidInput((*where,), "halving sets each trial's epochs by its rungs: do not vary epochs")
-    if halving["min_epochs"] > epochs:
-        raise InvalidInput((*where, "min_epochs"), f"min_epochs {halving['min_epochs']} is past the {epochs} epochs")
-    last_first_rung = halving["min_epochs"] * halving["reduction_factor"] ** (halving["brackets"] - 1)
-    if last_first_rung > epochs:
-        message = f"the last bracket's first rung, {last_first_rung} epochs, is past the {epochs} epochs"
-        raise InvalidInput((*where, "brackets"), message)
+    _check_halving(halving, varied, epochs)
     spans, planned = [], 0
     for b, lo, hi in brackets(halving, len(varied)):
         if (hi - lo) * epochs > settings.max_chunk_history:
@@ -238,6 +232,42 @@ def halving_chunks(
     return spans, planned
 
 
+def _check_halving(halving: dict[str, Any], varied: list[dict[str, Any]], epochs: int) -> None:
+    """InvalidInput naming the field of a halving that cannot rank these trials of these epochs."""
+    where = ("body", "halving")
+    if any("epochs" in v for v in varied):
+        raise InvalidInput((*where,), "halving sets each trial's epochs by its rungs: do not vary epochs")
+    if halving["min_epochs"] > epochs:
+        raise InvalidInput((*where, "min_epochs"), f"min_epochs {halving['min_epochs']} is past the {epochs} epochs")
+    last_first_rung = halving["min_epochs"] * halving["reduction_factor"] ** (halving["brackets"] - 1)
+    if last_first_rung > epochs:
+        message = f"the last bracket's first rung, {last_first_rung} epochs, is past the {epochs} epochs"
+        raise InvalidInput((*where, "brackets"), message)
+
+
+def check_search(
+    spec: dict[str, Any], halving: dict[str, Any] | None, base: dict[str, Any], n_points: int, settings: Settings
+) -> None:
+    """InvalidInput naming the field of a search that may not run on n_points. Its trials are
+    not known yet: each is checked as the engine will at the ends of every range and at every
+    value listed, and counted at the longest. The local CLI checks its search with this too."""
+    where = ("body", "search")
+    corners = search.corners(spec)
+    for values in corners:
+        _check_trial(with_batch_size({**base, **values}, n_points), n_points, settings, where)
+    longest, trials = search.longest(spec, base["epochs"]), spec["trials"]
+    if trials * n_points * longest > settings.max_work:
+        raise _over_work(trials * n_points * longest, settings)
+    batch = min(spec["batch"], trials)
+    if batch * longest > settings.max_chunk_history:
+        message = (
+            f"{batch} trials x {longest} epochs is over {settings.max_chunk_history}, the most one engine call holds"
+        )
+        raise InvalidInput((*where, "batch"), message)
+    if halving is not None:
+        _check_halving(halving, corners, base["epochs"])
+
+
 def admit_sweep(*, session: Session, request: Request, settings: Settings, has_cuda: Callable[[], bool]) -> Admitted:
     """The sweep row with its chunks and trials (and inline dataset), or InvalidInput / NotFound."""
     _check_base(request, has_cuda)
@@ -246,25 +276,35 @@ def admit_sweep(*, session: Session, request: Request, settings: Settings, has_c
     objective = request.objective or default_objective(base)
     if objective == "final_validation_loss" and base["validation_fraction"] == 0:
         raise InvalidInput(("body", "objective"), "final_validation_loss needs a validation_fraction > 0")
-    varied = sweep_trials(request.grid, request.random, settings)
-    resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
     request = replace(request, hyperparameters=with_batch_size(base, n_points))
-    check_runs(resolved, n_points, settings, sweep=True)
-    # Storage and work count every trial at its full epochs: at most what a halving sweep writes.
-    spans = chunk_spans([hp["epochs"] for hp in resolved], settings)
-    epochs_total = sum(hp["epochs"] for hp in resolved)
-    if request.halving is not None:
-        spans, epochs_total = halving_chunks(request.halving, objective, varied, base["epochs"], settings)
+    if request.search is not None:
+        spec, hp = request.search, request.hyperparameters
+        check_search(spec, request.halving, hp, n_points, settings)
+        # Its trials are asked as it runs: until then each row holds the base.
+        resolved = [hp] * spec["trials"]
+        spans = [(0, spec["trials"])]
+        epochs_total = search.planned_epochs(spec, request.halving, objective, hp["epochs"])
+        most = spec["trials"] * search.longest(spec, hp["epochs"])
+    else:
+        varied = sweep_trials(request.grid, request.random, settings)
+        resolved = [with_batch_size({**base, **v}, n_points) for v in varied]
+        check_runs(resolved, n_points, settings, sweep=True)
+        # Storage and work count every trial at its full epochs: at most what a halving sweep writes.
+        spans = chunk_spans([hp["epochs"] for hp in resolved], settings)
+        epochs_total = most = sum(hp["epochs"] for hp in resolved)
+        if request.halving is not None:
+            spans, epochs_total = halving_chunks(request.halving, objective, varied, base["epochs"], settings)
     sweep = Sweep(
         **_requested(request, "sw", dataset_id),
         grid=request.grid,
         random=request.random,
+        search=request.search,
         halving=request.halving,
         objective=objective,
         trials_total=len(resolved),
         epochs_total=epochs_total,
         # What the sweep may store: every trial to its last epoch (a halving sweep stores less).
-        history_bytes=storage.history_bytes(sum(hp["epochs"] for hp in resolved), base["validation_fraction"]),
+        history_bytes=storage.history_bytes(most, base["validation_fraction"]),
     )
     chunks = [
         SweepChunk(

@@ -97,10 +97,14 @@ def halving_of(halving: dict[str, Any], objective: str, bracket: int) -> Halving
     )
 
 
-def bracket_and_rung(
-    halving: dict[str, Any], trials: int, objective: str, index: int, epochs: int, epochs_completed: int
-) -> tuple[int, int | None]:
-    """A halving sweep's trial index: its bracket, and the last rung it reached (None before the first)."""
-    bracket = next(b for b, lo, hi in brackets(halving, trials) if lo <= index < hi)
+def bracket_of(halving: dict[str, Any], trials: int, index: int) -> int:
+    """The bracket of a halving sweep's trial index (a sweep of a grid or random draws)."""
+    return next(b for b, lo, hi in brackets(halving, trials) if lo <= index < hi)
+
+
+def rung_reached(
+    halving: dict[str, Any], objective: str, bracket: int, epochs: int, epochs_completed: int
+) -> int | None:
+    """The last rung of its bracket a trial of epochs reached (None before the first)."""
     rungs = halving_of(halving, objective, bracket).rungs(epochs)
-    return bracket, max((r for r in rungs if r <= epochs_completed), default=None)
+    return max((r for r in rungs if r <= epochs_completed), default=None)

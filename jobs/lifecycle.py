@@ -73,7 +73,8 @@ def _job_follows(session: Session, job_ids: Sequence[str]) -> None:
 
 def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
     """The trials of these chunks that have not ended take their chunk's status and error; their
-    sweeps settle. (A chunk's run writes each trial's own outcome beside its finish.)"""
+    sweeps settle. (A chunk's run writes each trial's own outcome beside its finish.) A running
+    search's trials run a batch at a time: those past its batch stay queued."""
     if not chunk_ids:
         return
     chunks = session.execute(
@@ -84,13 +85,19 @@ def _trials_follow(session: Session, chunk_ids: Sequence[str]) -> None:
             SweepChunk.status,
             SweepChunk.error_code,
             SweepChunk.error_message,
-        ).where(SweepChunk.id.in_(chunk_ids))
+            Sweep.search,
+        )
+        .join(Sweep, Sweep.id == SweepChunk.sweep_id)
+        .where(SweepChunk.id.in_(chunk_ids))
     ).all()
-    for sweep_id, lo, hi, status, error_code, error_message in chunks:
+    for sweep_id, lo, hi, status, error_code, error_message, search in chunks:
+        waiting = in_chunk(sweep_id, lo, hi) & Trial.status.in_(ACTIVE)
+        if search is not None and status == Status.RUNNING:
+            first = session.scalar(select(func.min(Trial.index)).where(waiting))
+            hi = min(hi, first + search["batch"]) if first is not None else hi
+            waiting = in_chunk(sweep_id, lo, hi) & Trial.status.in_(ACTIVE)
         session.execute(
-            update(Trial)
-            .where(in_chunk(sweep_id, lo, hi), Trial.status.in_(ACTIVE))
-            .values(status=status, error_code=error_code, error_message=error_message)
+            update(Trial).where(waiting).values(status=status, error_code=error_code, error_message=error_message)
         )
     for sweep_id in sorted({chunk.sweep_id for chunk in chunks}):
         settle_sweep(session=session, sweep_id=sweep_id)
@@ -204,16 +211,28 @@ def heartbeat(
 ) -> bool | None:
     """Extend the lease and record progress (columns of the run's table, and the loss history's
     new segments); returns whether a cancel was asked, None if this attempt is stale."""
-    beat = _statements(table_of(run_id)).beat
-    flag: bool | None = _write(
-        session, beat, {"run": run_id, "attempt": attempt, "lease": lease_seconds, **progress}
-    ).scalar_one_or_none()
+    flag = renew(session=session, run_id=run_id, attempt=attempt, lease_seconds=lease_seconds, **progress)
     if flag is not None and segments:
         # A beat whose commit went through though its answer was lost sent these epochs already.
         results.remove_histories(session, run_id, from_epoch=segments[0]["first_epoch"])
         results.insert_histories(session, segments)
     session.commit()
     return flag
+
+
+def renew(*, session: Session, run_id: str, attempt: int, lease_seconds: float, **progress: Any) -> bool | None:
+    """A heartbeat's UPDATE, not committed: the caller writes what the attempt holding the run may
+    write beside it (rolled back when this returns None, the attempt stale); whether a cancel was asked."""
+    beat = _statements(table_of(run_id)).beat
+    flag: bool | None = _write(
+        session, beat, {"run": run_id, "attempt": attempt, "lease": lease_seconds, **progress}
+    ).scalar_one_or_none()
+    return flag
+
+
+def next_batch(*, session: Session, chunk_id: str) -> None:
+    """A running search's next batch of trials runs (the one before it stored its outcomes)."""
+    _trials_follow(session, [chunk_id])
 
 
 def finish(*, session: Session, run_id: str, attempt: int, status: Status, **values: Any) -> dict[str, Any] | None:

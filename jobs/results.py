@@ -50,7 +50,8 @@ def trial_outcome(
     """A trial's status, error, objective and result scalars: diverged is failed, one stopped
     before its end ends as its run does (stop: cancelled, or failed on timeout), one successive
     halving ended at a rung is pruned, the rest succeeded.
-    Only a succeeded trial has an objective, so only finished trials rank (not a pruned one)."""
+    Only a succeeded trial has an objective, so only finished trials rank (not a pruned one); a
+    pruned one keeps its objective at its rung apart, for a search's sampler (jobs/search.py)."""
     error: dict[str, str | None] = {"error_code": None, "error_message": None}
     status = Status.SUCCEEDED
     if result.diverged:
@@ -65,6 +66,7 @@ def trial_outcome(
     return {
         "status": status,
         "objective": value if status == Status.SUCCEEDED else None,
+        "rung_objective": value if status == Status.PRUNED else None,
         "result": scalars(result),
         **error,
     }

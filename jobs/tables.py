@@ -120,6 +120,7 @@ class Sweep(Requested, Base):
     grid: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     random: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     halving: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # min_epochs, reduction_factor, brackets
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # sampler, trials, seed, batch and ranges
     objective: Mapped[str] = mapped_column(String(32))
     trials_total: Mapped[int] = mapped_column(Integer)
     epochs_total: Mapped[int] = mapped_column(BigInteger)  # summed over the trials: may pass 2**31
@@ -158,6 +159,8 @@ class Trial(Base):
     error_code: Mapped[str | None] = mapped_column(String(32))
     error_message: Mapped[str | None] = mapped_column(Text)
     objective: Mapped[float | None] = mapped_column(Float)
+    # A pruned trial's objective at the rung it reached: not ranked, told to a search's sampler.
+    rung_objective: Mapped[float | None] = mapped_column(Float)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the Result without histories
 
 

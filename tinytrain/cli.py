@@ -20,9 +20,13 @@ from tinytrain.flags import (
     RandomSeed,
     RandomTrials,
     Ranges,
+    SearchBatch,
+    SearchSampler,
+    SearchTrials,
     ServerOption,
     Top,
     sweep_ask,
+    with_search,
     with_train_flags,
 )
 
@@ -61,6 +65,9 @@ def sweep(
     random: RandomTrials = None,
     random_seed: RandomSeed = 0,
     range_: Ranges = None,
+    search: SearchSampler = None,
+    trials: SearchTrials = None,
+    batch: SearchBatch = None,
     objective: Objective = None,
     halving: HalvingOption = None,
     top: Top = 10,
@@ -70,11 +77,12 @@ def sweep(
     wait: Annotated[bool, typer.Option("--wait", help="With --server: follow it, then print the leaderboard.")] = False,
     **flags: Any,
 ) -> None:
-    """Train many trials of one dataset locally with the fleet engine: a grid or random draws,
-    the train flags as the base; then the best trials as a table. With --server (or
+    """Train many trials of one dataset locally with the fleet engine: a grid, random draws or
+    a search, the train flags as the base; then the best trials as a table. With --server (or
     TINYTRAIN_URL), the service runs the sweep instead."""
     try:
         asked = sweep_ask(ctx, flags, grid, random, random_seed, range_, objective, halving)
+        asked = with_search(asked, search, trials, batch, random_seed, range_)
     except ValueError as exc:
         render.fail(str(exc))
     if server:

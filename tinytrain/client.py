@@ -421,9 +421,11 @@ class Client:
         halving: Mapping[str, int] | Halving | None = None,
         max_runtime_seconds: float | None = None,
         name: str | None = None,
+        search: Mapping[str, Any] | None = None,
     ) -> Sweep:
-        """Queue a sweep: every combination of grid (or random draws) of hyperparameters over
-        the base hyperparameters, on one dataset (stored, or x and y inline). With halving
+        """Queue a sweep: every combination of grid (or random draws, or a search's trials:
+        {"sampler": "tpe", "trials", "seed", "batch", ranges as random's}) of hyperparameters
+        over the base hyperparameters, on one dataset (stored, or x and y inline). With halving
         ({"min_epochs", "reduction_factor", "brackets"}), successive halving prunes the trials
         that fall behind at each rung."""
         body = _run_body(dataset_id, x, y, hyperparameters, {}, max_runtime_seconds, name)
@@ -431,6 +433,8 @@ class Client:
             body["grid"] = {k: list(v) for k, v in grid.items()}
         if random is not None:
             body["random"] = dict(random)
+        if search is not None:
+            body["search"] = dict(search)
         if objective is not None:
             body["objective"] = objective
         if halving is not None:

@@ -1,6 +1,7 @@
 """The `tinytrain` command's flags: their declarations, and what they say as hyperparameters and
 a sweep's draws. Shared by the local commands and the remote ones, so it needs no service package."""
 
+import dataclasses
 import inspect
 import json
 from collections.abc import Callable
@@ -25,9 +26,16 @@ Top = Annotated[int, typer.Option(help="Rows of the leaderboard.")]
 # A sweep's draws.
 Grid = Annotated[list[str] | None, typer.Option(help="NAME=V1,V2,...: values to try (repeatable).")]
 RandomTrials = Annotated[int | None, typer.Option(help="Draw this many trials at random instead of a grid.")]
-RandomSeed = Annotated[int, typer.Option(help="The seed of the random draws.")]
+RandomSeed = Annotated[int, typer.Option(help="The seed of the random draws (of --search: its sampler's).")]
 Ranges = Annotated[
     list[str] | None, typer.Option("--range", help="NAME=MIN:MAX[:log]: a random draw's range (repeatable).")
+]
+SearchSampler = Annotated[
+    str | None, typer.Option("--search", help="tpe: ask --trials of Optuna's TPE, --batch at a time, in the --range's.")
+]
+SearchTrials = Annotated[int | None, typer.Option("--trials", help="With --search: the trials in all.")]
+SearchBatch = Annotated[
+    int | None, typer.Option("--batch", help="With --search: the trials asked and trained at once.")
 ]
 Objective = Annotated[str | None, typer.Option(help="final_loss or final_validation_loss.")]
 HalvingOption = Annotated[
@@ -123,6 +131,7 @@ class SweepAsk:
     random: dict[str, Any] | None
     objective: str | None
     halving: dict[str, int] | None = None
+    search: dict[str, Any] | None = None  # --search: instead of a grid or random draws
 
 
 def sweep_ask(
@@ -159,6 +168,22 @@ def _halving(text: str) -> dict[str, int]:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg'].removeprefix('Input ')}" for e in exc.errors())
         raise ValueError(f"--halving {text}: {problems}") from None
     return checked.model_dump()
+
+
+def with_search(
+    asked: SweepAsk, sampler: str | None, trials: int | None, batch: int | None, seed: int, ranges: list[str] | None
+) -> SweepAsk:
+    """asked as --search SAMPLER --trials N [--batch K] ask it, of the --range's, seeded by
+    --random-seed. ValueError for --trials or --batch without --search, or --search with a grid
+    or random draws."""
+    if sampler is None:
+        if trials is not None or batch is not None:
+            raise ValueError("--trials and --batch are for --search")
+        return asked
+    if trials is None or asked.grid or asked.random is not None:
+        raise ValueError("--search takes --trials N and its --range's, without --grid or --random")
+    spec = {"sampler": sampler, "trials": trials, "seed": seed, **_named(ranges or [], _range, "--range")}
+    return dataclasses.replace(asked, grid=None, search={**spec, **({"batch": batch} if batch is not None else {})})
 
 
 def _named(pairs: list[str], parse: Callable[[str, str], Any], flag: str) -> dict[str, Any]:

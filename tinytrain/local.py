@@ -19,11 +19,11 @@ from pydantic import ValidationError
 
 import model
 from api import schemas
-from jobs import keys, migrate
-from jobs.admission import check_runs, halving_chunks, sweep_trials, with_batch_size
+from jobs import keys, migrate, search
+from jobs.admission import check_runs, check_search, halving_chunks, sweep_trials, with_batch_size
 from jobs.db import session_scope
 from jobs.errors import InvalidInput
-from jobs.hyperparameters import bracket_and_rung, brackets, config_from, default_objective, halving_of
+from jobs.hyperparameters import bracket_of, brackets, config_from, default_objective, halving_of, rung_reached
 from jobs.results import trial_outcome
 from jobs.settings import Settings, get_settings
 from model.csvdata import parse_points
@@ -106,50 +106,100 @@ def sweep(data: Path, asked: SweepAsk, *, top: int, as_json: bool) -> None:
         request = schemas.SweepIn.model_validate(
             {**dataclasses.asdict(asked), "hyperparameters": base, "dataset": {"x": x, "y": y}}
         )
-        draws = request.random.model_dump() if request.random is not None else None
-        varied = sweep_trials(request.grid, draws, settings)  # counted before they are made
-        hps = [with_batch_size({**base, **v}, len(x)) for v in varied]
-        check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
         goal = request.objective or default_objective(base)
         halving = request.halving.model_dump() if request.halving is not None else None
-        # As the service trains them: a halving sweep bracket by bracket, each ranked on its own.
-        parts: list[tuple[Halving | None, int, int]] = [(None, 0, len(hps))]
-        total = sum(hp["epochs"] for hp in hps)
-        if halving is not None:
-            total = halving_chunks(halving, goal, varied, base["epochs"], settings)[1]
-            parts = [(halving_of(halving, goal, b), lo, hi) for b, lo, hi in brackets(halving, len(hps))]
-        configs = [config_from(hp) for hp in hps]
-        results: list[model.TrainResult] = []
-        with render.bar(f"{len(hps)} trials", total, quiet=as_json) as progress:
-            finished = 0  # the epochs of the parts trained before this one
+        if request.search is not None:
+            spec = request.search.model_dump()
+            check_search(spec, halving, base, len(x), settings)  # the service's limits: epochs, work
+            hps, results = _searched(x, y, spec, halving, base, goal, quiet=as_json)
+            columns = [key.removesuffix("_values") for key in search.ranges(spec)]
+        else:
+            draws = request.random.model_dump() if request.random is not None else None
+            varied = sweep_trials(request.grid, draws, settings)  # counted before they are made
+            hps = [with_batch_size({**base, **v}, len(x)) for v in varied]
+            check_runs(hps, len(x), settings, sweep=True)  # the service's limits: epochs, work
+            columns = list(varied[0]) if varied else []
+            # As the service trains them: a halving sweep bracket by bracket, each ranked on its own.
+            parts: list[tuple[Halving | None, int, int]] = [(None, 0, len(hps))]
+            total = sum(hp["epochs"] for hp in hps)
+            if halving is not None:
+                total = halving_chunks(halving, goal, varied, base["epochs"], settings)[1]
+                parts = [(halving_of(halving, goal, b), lo, hi) for b, lo, hi in brackets(halving, len(hps))]
+            configs = [config_from(hp) for hp in hps]
+            results = []
+            with render.bar(f"{len(hps)} trials", total, quiet=as_json) as progress:
+                finished = 0  # the epochs of the parts trained before this one
 
-            def on_progress(fleet: Fleet) -> None:
-                render.advance(progress, finished + int(fleet.epochs_completed().sum()))
+                def on_progress(fleet: Fleet) -> None:
+                    render.advance(progress, finished + int(fleet.epochs_completed().sum()))
 
-            for bracket, lo, hi in parts:
-                trained = model.train_fleet(x, y, configs[lo:hi], on_progress=on_progress, halving=bracket)
-                finished += sum(r.epochs_completed for r in trained)
-                results += trained
+                for bracket, lo, hi in parts:
+                    trained = model.train_fleet(x, y, configs[lo:hi], on_progress=on_progress, halving=bracket)
+                    finished += sum(r.epochs_completed for r in trained)
+                    results += trained
     except BAD_INPUT as exc:
         _fail(exc)
-    trials = [_trial(k, hps, result, goal, halving) for k, result in enumerate(results)]
+    trials = [_trial(k, hps, result, goal, halving, request.search) for k, result in enumerate(results)]
     ranked = sorted((t for t in trials if t.objective is not None), key=lambda t: (t.objective, t.index))
     if as_json:
         render.echo_json({"trials": trials, "best": ranked[0] if ranked else None})
         return
     unranked = [t for t in trials if t.objective is None]
-    names = list(varied[0]) if varied else []
-    render.leaderboard(names, goal, (ranked + unranked)[:top], rungs=halving is not None)
+    render.leaderboard(columns, goal, (ranked + unranked)[:top], rungs=halving is not None)
+
+
+def _searched(
+    x: Any,
+    y: Any,
+    spec: dict[str, Any],
+    halving: dict[str, Any] | None,
+    base: dict[str, Any],
+    goal: str,
+    *,
+    quiet: bool,
+) -> tuple[list[dict[str, Any]], list[model.TrainResult]]:
+    """A search's trials and results, batch by batch as the service asks them (jobs/search.py),
+    each batch with halving in its bracket."""
+    hps: list[dict[str, Any]] = []
+    results: list[model.TrainResult] = []
+    told: list[search.Told] = []
+    planned = search.planned_epochs(spec, halving, goal, base["epochs"])
+    with render.bar(f"{spec['trials']} trials", planned, quiet=quiet) as progress:
+        for lo, _ in search.batches(spec):
+            asked = [with_batch_size({**base, **v}, len(x)) for v in search.ask(spec, told)]
+            before = sum(r.epochs_completed for r in results)
+            bracket = halving_of(halving, goal, search.bracket(spec, halving, lo)) if halving is not None else None
+
+            def on_progress(fleet: Fleet, before: int = before) -> None:
+                render.advance(progress, before + int(fleet.epochs_completed().sum()))
+
+            configs = [config_from(hp) for hp in asked]
+            trained = model.train_fleet(x, y, configs, on_progress=on_progress, halving=bracket)
+            told += [
+                search.told({"hyperparameters": hp, **trial_outcome(r, goal)})
+                for hp, r in zip(asked, trained, strict=True)
+            ]
+            hps, results = hps + asked, results + trained
+    return hps, results
 
 
 def _trial(
-    index: int, hps: list[dict[str, Any]], result: model.TrainResult, objective: str, halving: dict[str, Any] | None
+    index: int,
+    hps: list[dict[str, Any]],
+    result: model.TrainResult,
+    objective: str,
+    halving: dict[str, Any] | None,
+    searched: schemas.Search | None,
 ) -> schemas.TrialWithResult:
-    """Trial index of the sweep of hps, as the service reads it back."""
+    """Trial index of the sweep of hps, as the service reads it back (api/routes/sweeps.py)."""
     hp, outcome = hps[index], trial_outcome(result, objective)
     bracket = rung = None
     if halving is not None:
-        bracket, rung = bracket_and_rung(halving, len(hps), objective, index, hp["epochs"], result.epochs_completed)
+        if searched is not None:
+            bracket = search.bracket(searched.model_dump(), halving, index)
+        else:
+            bracket = bracket_of(halving, len(hps), index)
+        rung = rung_reached(halving, objective, bracket, hp["epochs"], result.epochs_completed)
     return schemas.TrialWithResult(
         index=index,
         hyperparameters=hp,

@@ -346,6 +346,7 @@ def sweep_on_server(
             hyperparameters=asked.hyperparameters,
             grid=asked.grid,
             random=asked.random,
+            search=asked.search,
             objective=asked.objective,
             halving=asked.halving,
         )

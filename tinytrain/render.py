@@ -122,10 +122,11 @@ def sweep(run: Sweep) -> None:
 
 
 def varied(run: Sweep) -> list[str]:
-    """The hyperparameters a sweep varies: its grid's keys, or what its random draws."""
+    """The hyperparameters a sweep varies: its grid's keys, or what its random draws or its search asks."""
     if run.grid is not None:
         return list(run.grid)
-    return [k.removesuffix("_values") for k in (run.random or {}) if k not in ("trials", "seed")]
+    drawn = run.random or run.search or {}
+    return [k.removesuffix("_values") for k in drawn if k not in ("trials", "seed", "sampler", "batch")]
 
 
 # Tables.

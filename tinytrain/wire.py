@@ -244,6 +244,7 @@ class Best(BaseModel):
 class Sweep(RunOut):
     grid: dict[str, list[Any]] | None
     random: dict[str, Any] | None
+    search: dict[str, Any] | None = None  # a model-based search's sampler, trials, seed, batch and ranges
     halving: Halving | None
     objective: str
     trials: TrialCounts

@@ -22,11 +22,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 import model
-from jobs import datasets, lifecycle, results
+from jobs import datasets, lifecycle, results, search
 from jobs.db import core_table, session_scope
 from jobs.hyperparameters import brackets, config_from, halving_of
 from jobs.settings import get_settings
-from jobs.status import Status
+from jobs.status import ACTIVE, Status
 from jobs.tables import Dataset, Job, Sweep, SweepChunk, Trial
 from model.fleet import Fleet
 from model.halving import Halving
@@ -68,6 +68,12 @@ class Work:
     objective: str  # what ranks the trials (a sweep's)
     halving: Halving | None = None  # a halving sweep's chunk: its bracket's successive halving
     planned_epochs: int | None = None  # the epochs the sweep's progress counts for a halving chunk
+    asked: bool = False  # a search's batch: its trials take the hyperparameters asked with their outcomes
+    # A search's batch: the epochs its earlier batches trained (its chunk's progress goes on
+    # from there), and whether another batch follows (this one is then stored on its own and
+    # the run reads the next, asked from what is stored).
+    epochs_before: int = 0
+    more: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,8 @@ def _read_chunk(session: Session, chunk_id: str) -> Work | None:
     if chunk is None:
         return None
     sweep = chunk.Sweep
+    if sweep.search is not None:
+        return _read_batch(session, sweep, sweep.search, chunk.max_runtime_seconds)
     in_chunk = lifecycle.in_chunk(sweep.id, chunk.lo, chunk.hi)
     halving, planned = None, None
     if sweep.halving is not None:
@@ -133,6 +141,38 @@ def _read_chunk(session: Session, chunk_id: str) -> Work | None:
         objective=sweep.objective,
         halving=halving,
         planned_epochs=planned,
+    )
+
+
+def _read_batch(session: Session, sweep: Sweep, spec: dict[str, Any], max_runtime_seconds: float | None) -> Work:
+    """A search's next batch: asked from the trials its earlier batches stored (jobs/search.py)."""
+    stored = session.execute(
+        select(Trial.hyperparameters, Trial.status, Trial.objective, Trial.rung_objective, Trial.result)
+        .where(Trial.sweep_id == sweep.id, Trial.status.not_in(ACTIVE))
+        .order_by(Trial.index)
+    ).all()
+    told = [search.told(dict(t._mapping)) for t in stored]
+    base = sweep.hyperparameters
+    lo = len(told)
+    asked = [{**base, **varied} for varied in search.ask(spec, told)]
+    halving, planned = None, len(asked) * search.longest(spec, base["epochs"])
+    if sweep.halving is not None:
+        halving = halving_of(sweep.halving, sweep.objective, search.bracket(spec, sweep.halving, lo))
+        planned = halving.planned_epochs(len(asked), base["epochs"])
+    return Work(
+        owner=sweep.owner,
+        trials_of=sweep.id,
+        first_trial=lo,
+        hyperparameters=asked,
+        dataset_id=sweep.dataset_id,
+        points=datasets.load_points(session=session, dataset_id=sweep.dataset_id),
+        max_runtime_seconds=max_runtime_seconds,
+        objective=sweep.objective,
+        halving=halving,
+        planned_epochs=planned,
+        asked=True,
+        epochs_before=sum(t.epochs for t in told),
+        more=lo + len(asked) < sweep.trials_total,
     )
 
 
@@ -240,6 +280,11 @@ def _claim(run_id: str, read: Callable[[Session, str], Work | None]) -> tuple[in
     return retrying(f"claim {run_id}", claim, lease)
 
 
+@dataclass(frozen=True)
+class _Ended:
+    row: dict[str, Any] | None  # the unit's row as the run's end wrote it, None if nothing was written
+
+
 class _Attempt:
     """One claimed attempt at a unit: trains its trials in one engine call and stores how it ended."""
 
@@ -249,10 +294,28 @@ class _Attempt:
         self.samples = metrics.SampleCount(kind.samples)
 
     def run(self) -> dict[str, Any] | None:
-        """Train, then end the run as it went; the row as the end wrote it, None if nothing was written."""
+        """Train, then end the run as it went; the row as the end wrote it, None if nothing was written.
+
+        A search's batches before its last are each stored as they end (by this attempt only),
+        and the next is read: asked from what is stored, as a later attempt would ask it."""
+        while not isinstance(trained := self._train(), _Ended):
+            if not self._store_batch(trained):
+                return None
+            self.work = retrying(f"read {self.run_id}", self._read_next, self.progress.settings.lease_seconds)
+        return trained.row
+
+    def _read_next(self) -> Work:
+        with session_scope() as session:
+            work = self.kind.read(session, self.run_id)
+        assert work is not None  # a running sweep cannot be deleted
+        return work
+
+    def _train(self) -> list[model.TrainResult] | _Ended:
+        """Train the work: how the run ended, or the results of a search's batch that trained to
+        its end with another batch after it."""
         if self.work.points is None:
             message = f"dataset {self.work.dataset_id} was deleted"
-            return self._end(Status.FAILED, {"error_code": "dataset_deleted", "error_message": message})
+            return _Ended(self._end(Status.FAILED, {"error_code": "dataset_deleted", "error_message": message}))
         try:
             trained = model.train_fleet(
                 *self.work.points,
@@ -263,19 +326,21 @@ class _Attempt:
                 halving=self.work.halving,
             )
         except model.TrainingInputError as exc:
-            return self._end(Status.FAILED, {"error_code": "invalid_input", "error_message": str(exc)})
+            return _Ended(self._end(Status.FAILED, {"error_code": "invalid_input", "error_message": str(exc)}))
         except Exception:
             log.exception("run %s failed", self.run_id)
             message = "the run failed unexpectedly; see the worker's log"
-            return self._end(Status.FAILED, {"error_code": "internal", "error_message": message})
+            return _Ended(self._end(Status.FAILED, {"error_code": "internal", "error_message": message}))
         if self.progress.reason == "lost":  # a newer attempt owns the run
-            return None
+            return _Ended(None)
         if self.kind.holds_its_trial and trained[0].diverged:
-            return self._end(Status.FAILED, results.diverged(trained[0]), trained)
+            return _Ended(self._end(Status.FAILED, results.diverged(trained[0]), trained))
         # A cancel or deadline seen after the last epoch stopped nothing: the run succeeded.
         if any(r.stopped for r in trained):
-            return self._end(*self._stop(), trained)
-        return self._end(Status.SUCCEEDED, {}, trained)
+            return _Ended(self._end(*self._stop(), trained))
+        if self.work.more:
+            return trained
+        return _Ended(self._end(Status.SUCCEEDED, {}, trained))
 
     def _stop(self) -> tuple[Status, dict[str, str]]:
         """How a run that was stopped (cancelled, or at its deadline) ends."""
@@ -289,7 +354,7 @@ class _Attempt:
         self.samples.update(fleet)
         done = fleet.epochs_completed()
         if not self.kind.holds_its_trial:
-            self.progress.beat(epochs_completed=int(done.sum()))
+            self.progress.beat(epochs_completed=self.work.epochs_before + int(done.sum()))
             return
         epochs = int(done[0])
         last_loss = float(fleet.losses[0, epochs - 1]) if epochs else None
@@ -310,7 +375,7 @@ class _Attempt:
     ) -> dict[str, Any] | None:
         """Store how the run ended, with each trial's outcome: the row as written, None if this
         attempt is stale. Counted once written: a stale attempt's end is not an outcome."""
-        trials = [results.trial_outcome(r, self.work.objective, (status, error)) for r in trained or []]
+        trials = self._outcomes(trained or [], (status, error))
         write = functools.partial(self._write, status, error, trained or [], trials)
         ended = retrying(f"finish {self.run_id}", write, self.progress.settings.lease_seconds)
         if ended is not None:
@@ -319,13 +384,46 @@ class _Attempt:
             metrics.ended(self.kind.trainings, outcomes)
         return ended
 
+    def _outcomes(self, trained: list[model.TrainResult], stop: tuple[Status, dict[str, str]]) -> list[dict[str, Any]]:
+        """Each trial's outcome as its row stores it; a search's with the hyperparameters it was asked."""
+        trials = [results.trial_outcome(r, self.work.objective, stop) for r in trained]
+        if self.work.asked:
+            return [{**t, "hyperparameters": hp} for t, hp in zip(trials, self.work.hyperparameters, strict=True)]
+        return trials
+
+    def _store_batch(self, trained: list[model.TrainResult]) -> bool:
+        """Store a search's batch that ended, by this attempt only (its chunk runs on); False if stale."""
+        trials = self._outcomes(trained, (Status.SUCCEEDED, {}))
+
+        def write() -> bool:
+            epochs = self.work.epochs_before + sum(r.epochs_completed for r in trained)
+            with session_scope() as session:
+                held = lifecycle.renew(
+                    session=session,
+                    run_id=self.run_id,
+                    attempt=self.attempt,
+                    lease_seconds=self.progress.settings.lease_seconds,
+                    epochs_completed=epochs,
+                )
+                if held is None:
+                    session.rollback()
+                    return False
+                self._store_trials(session, Status.SUCCEEDED, trained, trials)
+                lifecycle.next_batch(session=session, chunk_id=self.run_id)
+                return True
+
+        stored = retrying(f"store a batch of {self.run_id}", write, self.progress.settings.lease_seconds)
+        if stored:
+            metrics.ended(self.kind.trainings, [(t["status"], t["error_code"]) for t in trials])
+        return stored
+
     def _write(
         self, status: Status, error: dict[str, str], trained: list[model.TrainResult], trials: list[dict[str, Any]]
     ) -> dict[str, Any] | None:
         work = self.work
         values: dict[str, Any] = {
             "device": trained[0].device if trained else None,
-            "epochs_completed": sum(r.epochs_completed for r in trained),
+            "epochs_completed": work.epochs_before + sum(r.epochs_completed for r in trained),
         }
         if self.kind.holds_its_trial:
             values["result"] = trials[0]["result"] if trials else None
@@ -339,21 +437,28 @@ class _Attempt:
             if row is None:
                 session.rollback()
                 return None
-            if trials and not self.kind.holds_its_trial:
-                rows = [{"sweep_id": work.trials_of, "index": work.first_trial + k, **t} for k, t in enumerate(trials)]
-                session.execute(update(Trial), rows)
-            if work.planned_epochs is not None and status == Status.SUCCEEDED:
-                # Trials that ended before a rung (early stopping, divergence) left planned epochs
-                # unrun: the sweep's progress counts what the search ran, so it ends at 100%.
-                unrun = work.planned_epochs - values["epochs_completed"]
-                session.execute(
-                    update(Sweep).where(Sweep.id == work.trials_of).values(epochs_total=Sweep.epochs_total - unrun)
-                )
-            histories = [
-                results.history_rows(work.owner, work.trials_of, work.first_trial + k, r) for k, r in enumerate(trained)
-            ]
-            if self.progress.sent_history:  # its live segments: the whole history replaces them
-                results.store_histories(session, histories)
-            elif histories:  # none to replace (a claim after a first attempt removed that one's)
-                results.insert_histories(session, histories)
+            self._store_trials(session, status, trained, trials)
             return row
+
+    def _store_trials(
+        self, session: Session, status: Status, trained: list[model.TrainResult], trials: list[dict[str, Any]]
+    ) -> None:
+        """A chunk's trials' outcomes and every trial's histories, beside the write that holds the attempt."""
+        work = self.work
+        if trials and not self.kind.holds_its_trial:
+            rows = [{"sweep_id": work.trials_of, "index": work.first_trial + k, **t} for k, t in enumerate(trials)]
+            session.execute(update(Trial), rows)
+        if work.planned_epochs is not None and status == Status.SUCCEEDED:
+            # Trials that ended before a rung (early stopping, divergence) left planned epochs
+            # unrun: the sweep's progress counts what the search ran, so it ends at 100%.
+            unrun = work.planned_epochs - sum(r.epochs_completed for r in trained)
+            session.execute(
+                update(Sweep).where(Sweep.id == work.trials_of).values(epochs_total=Sweep.epochs_total - unrun)
+            )
+        histories = [
+            results.history_rows(work.owner, work.trials_of, work.first_trial + k, r) for k, r in enumerate(trained)
+        ]
+        if self.progress.sent_history:  # its live segments: the whole history replaces them
+            results.store_histories(session, histories)
+        elif histories:  # none to replace (a claim after a first attempt removed that one's)
+            results.insert_histories(session, histories)

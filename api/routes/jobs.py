@@ -67,6 +67,7 @@ def submit_request(owner: str, body: schemas.JobIn | schemas.SweepIn, idempotenc
         request_hash=admission.request_hash(body.model_dump_json()) if idempotency_key is not None else None,
         grid=sweep.grid if sweep else None,
         random=sweep.random.model_dump() if sweep and sweep.random else None,
+        search=sweep.search.model_dump() if sweep and sweep.search else None,
         halving=sweep.halving.model_dump() if sweep and sweep.halving else None,
         objective=sweep.objective if sweep else None,
     )

@@ -19,9 +19,9 @@ from api.routes.jobs import (
     predicted,
     result_response,
 )
-from jobs import lifecycle, summaries, sweeps, tables
+from jobs import lifecycle, search, summaries, sweeps, tables
 from jobs.errors import Conflict
-from jobs.hyperparameters import bracket_and_rung
+from jobs.hyperparameters import bracket_of, rung_reached
 from jobs.status import Status
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], route_class=JSONRoute)
@@ -35,6 +35,7 @@ def sweep_out(session: SessionDep, sweep: tables.Sweep) -> schemas.Sweep:
         **summaries.sweep(sweep),
         grid=sweep.grid,
         random=sweep.random,
+        search=sweep.search,
         halving=sweep.halving,
         trials=schemas.TrialCounts(total=sweep.trials_total, **now.counts),
         progress=schemas.SweepProgress(epochs_completed=now.epochs_completed, epochs=sweep.epochs_total),
@@ -60,9 +61,11 @@ def trial_out(trial: tables.Trial, sweep: tables.Sweep) -> schemas.Trial:
     epochs = trial.result["epochs_completed"] if trial.result is not None else 0
     bracket = rung = None
     if sweep.halving is not None:
-        bracket, rung = bracket_and_rung(
-            sweep.halving, sweep.trials_total, sweep.objective, trial.index, trial.hyperparameters["epochs"], epochs
-        )
+        if sweep.search is not None:
+            bracket = search.bracket(sweep.search, sweep.halving, trial.index)
+        else:
+            bracket = bracket_of(sweep.halving, sweep.trials_total, trial.index)
+        rung = rung_reached(sweep.halving, sweep.objective, bracket, trial.hyperparameters["epochs"], epochs)
     return schemas.Trial(
         index=trial.index,
         hyperparameters=trial.hyperparameters,

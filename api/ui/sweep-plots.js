@@ -4,11 +4,11 @@ import { COLORS, chart, line, scatter } from "./charts.js";
 import { fmt, h, valueText } from "./dom.js";
 import { heatmap } from "./heatmap.js";
 
-// The hyperparameters a sweep varies, in the order its request named them.
+// The hyperparameters a sweep varies, in the order its request named them (a search's: as random's).
 export function sweptKeys(sweep) {
   if (sweep.grid) return Object.keys(sweep.grid).filter((k) => sweep.grid[k].length > 1);
-  return Object.keys(sweep.random || {})
-    .filter((k) => k !== "trials" && k !== "seed")
+  return Object.keys(sweep.random || sweep.search || {})
+    .filter((k) => !["trials", "seed", "sampler", "batch"].includes(k))
     .map((k) => k.replace(/_values$/, ""));
 }
 

@@ -129,6 +129,28 @@ def assert_trials_equal_jobs(client: httpx.Client, sweep: dict[str, Any]) -> lis
     return out
 
 
+def assert_trials_equal_jobs_of_their_epochs(
+    client: httpx.Client, sweep: dict[str, Any], listed: list[dict[str, Any]]
+) -> None:
+    """Each trial listed equals the job with its hyperparameters for the epochs it trained (a
+    pruned trial's: its rung), on the sweep's dataset."""
+    jobs = [
+        client.post(
+            "/v1/jobs",
+            json={
+                "dataset_id": sweep["dataset_id"],
+                "hyperparameters": {**t["hyperparameters"], "epochs": max(1, t["epochs_completed"])},
+            },
+        ).json()["id"]
+        for t in listed
+    ]
+    for t, job_id in zip(listed, jobs, strict=True):
+        job = wait_for(client, job_id, *ENDED)
+        whole = client.get(f"/v1/sweeps/{sweep['id']}/trials/{t['index']}").json()["result"]
+        expected = client.get(f"/v1/jobs/{job_id}/result").json() if job["status"] == "succeeded" else job["result"]
+        assert_same_result(whole, expected, exact=job["device"] == sweep["device"] == "cpu")
+
+
 def run_rows(database_url: str, query: str, **params: str) -> list[Any]:
     """Rows of a query on the service's database (what the API does not show: chunks, histories)."""
     engine = create_engine(database_url)
@@ -302,21 +324,7 @@ def test_halving_prunes_at_rungs_and_every_trial_equals_the_job_with_its_rung(se
             assert (t["status"] == "pruned") == (t["epochs_completed"] < 18 and t["status"] != "failed")
         ranked = [t for t in trials(c, sweep["id"], order_by="objective") if t["objective"] is not None]
         assert {t["status"] for t in ranked} == {"succeeded"} and sweep["best"]["index"] == ranked[0]["index"]
-        jobs = [
-            c.post(
-                "/v1/jobs",
-                json={
-                    "dataset_id": sweep["dataset_id"],
-                    "hyperparameters": {**t["hyperparameters"], "epochs": max(1, t["epochs_completed"])},
-                },
-            ).json()["id"]
-            for t in listed
-        ]
-        for t, job_id in zip(listed, jobs, strict=True):
-            job = wait_for(c, job_id, *ENDED)
-            whole = c.get(f"/v1/sweeps/{sweep['id']}/trials/{t['index']}").json()["result"]
-            expected = c.get(f"/v1/jobs/{job_id}/result").json() if job["status"] == "succeeded" else job["result"]
-            assert_same_result(whole, expected, exact=job["device"] == sweep["device"] == "cpu")
+        assert_trials_equal_jobs_of_their_epochs(c, sweep, listed)
 
         again = wait_sweep(c, c.post("/v1/sweeps", json=body).json()["id"], *ENDED)
         assert [(t["status"], t["result"]) for t in trials(c, again["id"])] == [
@@ -528,8 +536,8 @@ CASES: list[tuple[str, dict[str, Any], int, tuple[str, ...]]] = [
     ("random epochs past int64", drawn(epochs={"min": 1, "max": 1e19}), 422, ("epochs", "2**63 - 1")),
     ("random seed past its range", drawn(seed={"min": 0, "max": 2.0**64}), 422, ("seed",)),
     ("random no trials", drawn(trials=0), 422, ("trials",)),
-    ("both grid and random", sweep_with(random={"trials": 3}), 422, ("exactly one of grid or random",)),
-    ("neither grid nor random", sweep_with(grid=None), 422, ("exactly one of grid or random",)),
+    ("both grid and random", sweep_with(random={"trials": 3}), 422, ("exactly one of grid, random or search",)),
+    ("neither grid nor random", sweep_with(grid=None), 422, ("exactly one of grid, random or search",)),
     ("both dataset and dataset_id", sweep_with(dataset_id="ds_x"), 422, ("exactly one of dataset_id or dataset",)),
     ("neither dataset", sweep_with(dataset=None), 422, ("exactly one of dataset_id or dataset",)),
     ("unknown dataset_id", sweep_with(dataset=None, dataset_id="ds_nope"), 404, ("ds_nope",)),
